@@ -1,0 +1,376 @@
+/*
+ * filter.h - the one header a gatehouse plugin includes.
+ *
+ * A plugin is one C file that exports one constant `struct gh_module`:
+ * its name, a one-line description, its documentation, a directive table
+ * (the settings the core parses and validates for it), a hook table and
+ * optional init/fini.  Everything else in the file is static.  The core
+ * owns ordering, configuration and the run loop; plugins never call each
+ * other.  Both hosts, relayd and milterd, run the same modules.
+ *
+ * A hook function gets a `struct gh_call` and returns a verdict.  It must
+ * not block: work that waits (DNS, sockets, timers) returns GH_AGAIN and
+ * finishes later with gh_resume().  Every pending call has a deadline (the
+ * plugin's `timeout`, default 30 s); on expiry the call counts as
+ * GH_DENYSOFT, the core logs the plugin's name and runs the plugin's
+ * cancel handler so that a late answer is never delivered.
+ */
+#ifndef GATEHOUSE_FILTER_H
+#define GATEHOUSE_FILTER_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#define GH_ABI_VERSION 1
+
+struct event_base;
+
+/* Verdicts, in Haraka's vocabulary.  The first verdict other than CONT
+ * ends a hook's chain.  AGAIN means "pending": see gh_resume(). */
+enum gh_verdict {
+	GH_CONT = 0,
+	GH_OK,
+	GH_DENY,
+	GH_DENYSOFT,
+	GH_DENYDISCONNECT,
+	GH_DENYSOFTDISCONNECT,
+	GH_DISCONNECT,
+	GH_STOP,
+	GH_AGAIN,
+	GH_VERDICT_COUNT
+};
+
+/* Hooks in session order, then the spool's delivery hooks. */
+enum gh_hook {
+	GH_HOOK_CONNECT_INIT = 0,
+	GH_HOOK_LOOKUP_RDNS,
+	GH_HOOK_CONNECT,
+	GH_HOOK_HELO,
+	GH_HOOK_EHLO,
+	GH_HOOK_CAPABILITIES,
+	GH_HOOK_UNRECOGNIZED_COMMAND,
+	GH_HOOK_AUTH,
+	GH_HOOK_MAIL,
+	GH_HOOK_RCPT,
+	GH_HOOK_RCPT_OK,
+	GH_HOOK_DATA,
+	GH_HOOK_DATA_HEADERS,
+	GH_HOOK_DATA_POST,
+	GH_HOOK_MAX_DATA_EXCEEDED,
+	GH_HOOK_QUEUE,
+	GH_HOOK_QUEUE_OK,
+	GH_HOOK_RESET_TRANSACTION,
+	GH_HOOK_DISCONNECT,
+	GH_HOOK_DENY,
+	GH_HOOK_GET_MX,
+	GH_HOOK_DEFERRED,
+	GH_HOOK_BOUNCE,
+	GH_HOOK_DELIVERED,
+	GH_HOOK_COUNT
+};
+
+const char *gh_verdict_name(enum gh_verdict v);
+const char *gh_hook_name(enum gh_hook h);
+/* Returns -1 for an unknown name. */
+int gh_verdict_from_name(const char *name);
+int gh_hook_from_name(const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Memory pools: nothing a pool hands out is freed one by one.         */
+
+struct gh_pool;
+
+struct gh_pool *gh_pool_create(void);
+void gh_pool_destroy(struct gh_pool *p);
+void *gh_palloc(struct gh_pool *p, size_t n);		/* zeroed */
+char *gh_pstrdup(struct gh_pool *p, const char *s);
+char *gh_pstrndup(struct gh_pool *p, const char *s, size_t n);
+char *gh_psprintf(struct gh_pool *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Run fn(arg) when the pool is destroyed, newest first: close files,
+ * stop timers, cancel queries. */
+void gh_pool_cleanup(struct gh_pool *p, void (*fn)(void *), void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Notes: string key/value pairs on a connection or a transaction.     */
+
+struct gh_notes;
+
+void gh_note_set(struct gh_notes *n, const char *key, const char *value);
+const char *gh_note_get(const struct gh_notes *n, const char *key);
+/* Arbitrary pointer notes, for plugins that keep structured state. */
+void gh_note_setp(struct gh_notes *n, const char *key, void *ptr);
+void *gh_note_getp(const struct gh_notes *n, const char *key);
+
+/* ------------------------------------------------------------------ */
+/* Results store: each plugin records what it found.  The decision trace
+ * (one log line per transaction) is built from it.                    */
+
+enum gh_result_kind { GH_PASS, GH_FAIL, GH_SKIP, GH_ERR };
+
+struct gh_result {
+	const char *plugin;
+	enum gh_result_kind kind;
+	const char *msg;
+	struct gh_result *next;
+};
+
+struct gh_results;
+
+const struct gh_result *gh_results_first(const struct gh_results *r);
+const struct gh_result *gh_results_get(const struct gh_results *r,
+				       const char *plugin);
+
+/* ------------------------------------------------------------------ */
+/* Addresses (RFC 5321 section 4.1.2).                                 */
+
+struct gh_addr {
+	const char *local;	/* local part as written (quotes kept) */
+	const char *domain;	/* NULL for <> and for <postmaster> */
+	const char *mailbox;	/* "local@domain", "postmaster" or "" */
+	unsigned is_null : 1;	/* <> */
+	unsigned is_literal : 1;/* domain is an address literal [..] */
+	unsigned is_quoted : 1;	/* local part is a quoted string */
+	unsigned utf8 : 1;	/* has non-ASCII octets */
+	unsigned had_route : 1;	/* a source route was given (ignored) */
+};
+
+#define GH_MAX_PARAMS 16
+
+struct gh_param {
+	const char *key;	/* upper-cased */
+	const char *value;	/* NULL when the keyword has no "=" */
+};
+
+struct gh_path {
+	struct gh_addr addr;
+	struct gh_param params[GH_MAX_PARAMS];
+	size_t nparams;
+};
+
+enum gh_path_kind { GH_PATH_MAIL, GH_PATH_RCPT };
+
+/* Parse what follows "MAIL FROM:" or "RCPT TO:": "<path> [SP params]".
+ * Returns 0 on success, else -1 with *why set to a static text fit for
+ * a 501 reply.  Strings are allocated from pool p. */
+int gh_path_parse(struct gh_pool *p, const char *s, enum gh_path_kind kind,
+		  struct gh_path *out, const char **why);
+const char *gh_path_param(const struct gh_path *path, const char *key);
+/* Is s a syntactically valid domain name (RFC 5321 Domain)? */
+int gh_domain_valid(const char *s);
+
+/* ------------------------------------------------------------------ */
+/* The message: header block parsed once, body read through a reader.  */
+
+struct gh_header {
+	const char *name;	/* as written */
+	const char *value;	/* after the colon, folding kept, no CRLF */
+};
+
+struct gh_message;
+
+size_t gh_msg_header_count(const struct gh_message *m);
+const struct gh_header *gh_msg_header_at(const struct gh_message *m,
+					 size_t i);
+/* Number of headers called name (case-insensitive). */
+size_t gh_msg_header_num(const struct gh_message *m, const char *name);
+/* Value of the nth (0-based) header called name, or NULL. */
+const char *gh_msg_header_get(const struct gh_message *m, const char *name,
+			      size_t nth);
+/* Size in octets of the message as received (CRLF line ends). */
+uint64_t gh_msg_size(const struct gh_message *m);
+
+/* Reads the received message from the start: header block and body,
+ * CRLF line ends, no dot-stuffing.  Headers added by plugins are not
+ * included; see gh_txn_added_headers(). */
+struct gh_msg_reader;
+struct gh_msg_reader *gh_msg_reader_open(struct gh_pool *p,
+					 const struct gh_message *m);
+ssize_t gh_msg_read(struct gh_msg_reader *r, void *buf, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Connections and transactions, as plugins see them.                   */
+
+struct gh_rcpt {
+	struct gh_path path;
+	unsigned removed : 1;	/* dropped by a plugin (gh_rcpt_remove) */
+	struct gh_rcpt *next;
+};
+
+struct gh_edit;			/* header and envelope edits, core-owned */
+
+struct gh_txn {
+	const char *id;		/* unique, printable */
+	struct gh_pool *pool;	/* dies with the transaction */
+	struct gh_notes *notes;
+	struct gh_results *results;
+	struct gh_path *mail_from;	/* NULL before MAIL */
+	struct gh_rcpt *rcpts;		/* accepted recipients, in order */
+	size_t nrcpts;
+	struct gh_message *msg;		/* NULL before DATA */
+	struct gh_edit *edits;
+	const char *queue_reply;	/* next hop's words for 250 */
+};
+
+struct gh_conn {
+	const char *id;
+	struct gh_pool *pool;	/* dies with the connection */
+	struct gh_notes *notes;
+	struct gh_results *results;
+	struct sockaddr_storage remote_sa;
+	char remote_ip[64];
+	int remote_port;
+	char local_ip[64];
+	int local_port;
+	const char *rdns;	/* verified rDNS name, or NULL */
+	const char *helo;	/* last HELO/EHLO argument, or NULL */
+	const char *hostname;	/* our own name */
+	const char *auth_user;	/* set after a successful AUTH */
+	const char *listener_role;/* "mx", "submission", ... */
+	unsigned esmtp : 1;
+	unsigned tls : 1;
+	unsigned relaying : 1;	/* client may relay to any domain */
+	unsigned early_talker : 1;
+	unsigned host_milter : 1;/* run inside milterd (no queue stage) */
+	struct gh_txn *txn;	/* current transaction, or NULL */
+	struct event_base *base;/* the loop this connection runs on */
+	void *host;		/* host-private */
+};
+
+/* Edits a plugin asks for; relayd applies them to what it queues,
+ * milterd hands them to the MTA at end of message. */
+void gh_header_add(struct gh_txn *t, const char *name, const char *value);
+void gh_header_insert(struct gh_txn *t, size_t idx, const char *name,
+		      const char *value);
+/* Change (value != NULL) or delete (value == NULL) the nth (1-based)
+ * header called name. */
+void gh_header_change(struct gh_txn *t, const char *name, size_t nth,
+		      const char *value);
+void gh_rcpt_add(struct gh_txn *t, const char *mailbox);
+void gh_rcpt_remove(struct gh_txn *t, struct gh_rcpt *r);
+void gh_sender_change(struct gh_txn *t, const char *mailbox);
+void gh_quarantine(struct gh_txn *t, const char *reason);
+
+/* ------------------------------------------------------------------ */
+/* Directives: the settings a plugin declares.                         */
+
+enum gh_dtype {
+	GH_DT_BOOL,	/* int */
+	GH_DT_INT,	/* long long, bounded by min..max */
+	GH_DT_STRING,	/* const char * */
+	GH_DT_STRLIST,	/* struct gh_strlist */
+	GH_DT_ENUM	/* int: index into choices */
+};
+
+struct gh_strlist {
+	size_t n;
+	const char **v;
+};
+
+struct gh_directive {
+	const char *name;
+	enum gh_dtype type;
+	size_t offset;		/* offsetof(your conf struct, field) */
+	const char *def;	/* default, in libconfig syntax: 30, true,
+				   "text", [ "a", "b" ] */
+	long long min, max;	/* GH_DT_INT bounds; list length otherwise
+				   (max 0 = unbounded) */
+	const char *const *choices; /* GH_DT_ENUM: NULL-terminated */
+	const char *doc;	/* one line */
+};
+
+/* ------------------------------------------------------------------ */
+/* Plugins.                                                            */
+
+struct gh_call;
+typedef enum gh_verdict (*gh_hook_fn)(struct gh_call *c);
+
+struct gh_hook_entry {
+	enum gh_hook hook;
+	gh_hook_fn fn;
+};
+
+struct gh_plugin;
+
+struct gh_module {
+	unsigned abi;			/* GH_ABI_VERSION */
+	const char *name;		/* no dots: it is a libconfig group */
+	const char *description;	/* one line */
+	const char *doc;		/* the manual, plain text */
+	const struct gh_directive *directives;	/* { NULL } ends it */
+	size_t conf_size;		/* the struct directives fill */
+	const struct gh_hook_entry *hooks;	/* { 0, NULL } ends it */
+	/* Once per worker, after configuration; return -1 and fill err to
+	 * stop start-up. */
+	int (*init)(struct gh_plugin *p, char *err, size_t errlen);
+	void (*fini)(struct gh_plugin *p);
+};
+
+/* A configured plugin: one per entry of `plugins = [...]`. */
+struct gh_plugin {
+	const struct gh_module *mod;
+	const char *name;
+	void *conf;		/* filled from the directive table */
+	void *data;		/* the plugin's own runtime state */
+	int shadow;		/* mode = "shadow" */
+	long long timeout;	/* seconds */
+	struct event_base *base;/* the loop init runs on */
+};
+
+/* Host-supplied parameters of the hook being run. */
+struct gh_call {
+	struct gh_plugin *plugin;
+	struct gh_conn *conn;
+	struct gh_txn *txn;		/* may be NULL */
+	enum gh_hook hook;
+	const char *arg;		/* HELO/EHLO name; the command line
+					   for unrecognized_command; the
+					   AUTH mechanism */
+	struct gh_path *path;		/* MAIL and RCPT */
+	struct gh_rcpt *rcpt;		/* RCPT_OK */
+	struct gh_strlist *caps;	/* capabilities: add with gh_cap_add */
+	const struct gh_call *denied;	/* DENY hook: the denied call */
+	enum gh_verdict denied_verdict;
+	void *core;			/* core-private */
+};
+
+/* Give your own reply for the verdict being returned.  code is 0 to
+ * keep the default code; enh is "x.y.z" or NULL.  The core removes CR,
+ * LF and NUL, bounds the length and fixes a code whose class does not
+ * match the verdict. */
+void gh_reply(struct gh_call *c, int code, const char *enh,
+	      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Finish a call that returned GH_AGAIN.  Must not be called after the
+ * cancel handler ran. */
+void gh_resume(struct gh_call *c, enum gh_verdict v);
+/* Run fn(arg) if a pending call is abandoned (deadline, disconnect). */
+void gh_on_cancel(struct gh_call *c, void (*fn)(void *), void *arg);
+void gh_cap_add(struct gh_call *c, const char *capability);
+
+/* Record a result for this plugin, on the transaction when there is one,
+ * else on the connection. */
+void gh_result(struct gh_call *c, enum gh_result_kind kind,
+	       const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------ */
+/* Logging.                                                            */
+
+enum gh_loglevel {
+	GH_LOG_ERR = 0, GH_LOG_WARN, GH_LOG_INFO, GH_LOG_DEBUG, GH_LOG_PROTO
+};
+
+void gh_log(enum gh_loglevel lvl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* A log line prefixed with the connection id and the plugin name. */
+void gh_clog(struct gh_call *c, enum gh_loglevel lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Copy s into dst (size n) with CR, LF, NUL and other control octets
+ * replaced: what goes into a log line or a header never carries raw
+ * client bytes that could forge a new line. */
+size_t gh_sanitize(char *dst, size_t n, const char *s, size_t len);
+
+#endif

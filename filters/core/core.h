@@ -83,6 +83,7 @@ struct gh_runtime {
 		gh_hook_fn fn;
 	} *bound[GH_HOOK_COUNT];
 	size_t nbound[GH_HOOK_COUNT];
+	size_t ninit;			/* plugins whose init ran */
 	unsigned long shadow_denials;	/* counted, for metrics */
 	unsigned long timeouts;
 };
@@ -140,9 +141,9 @@ struct gh_chain;
  * Run every plugin bound to proto->hook, in order, until one returns a
  * verdict other than CONT (connect_init, capabilities, queue_ok,
  * reset_transaction and disconnect run them all).  done() is called
- * exactly once, possibly before gh_chain_run returns.  The returned
- * handle is valid until done() runs; gh_chain_cancel() abandons it
- * without calling done().
+ * exactly once, possibly before gh_chain_run returns, which then returns
+ * NULL.  Otherwise the returned handle is valid until done() runs;
+ * gh_chain_cancel() abandons it without calling done().
  */
 struct gh_chain *gh_chain_run(struct gh_runtime *rt, const struct gh_call *proto,
 			      gh_chain_done_fn done, void *arg);
@@ -163,7 +164,7 @@ void gh_results_add(struct gh_results *r, const char *plugin,
 size_t gh_results_format(const struct gh_results *conn,
 			 const struct gh_results *txn, char *buf, size_t n);
 const char *gh_result_kind_name(enum gh_result_kind k);
-/* Unique ids: 16 printable characters, time-ordered. */
+/* Unique ids: 19 printable characters, time-ordered. */
 void gh_make_id(char *buf, size_t n);
 
 /* ------------------------------------------------------------------ */

@@ -77,6 +77,8 @@ const char *gh_hook_name(enum gh_hook h);
 /* Returns -1 for an unknown name. */
 int gh_verdict_from_name(const char *name);
 int gh_hook_from_name(const char *name);
+/* DENY, DENYSOFT, their DISCONNECT forms, and DISCONNECT. */
+int gh_verdict_is_reject(enum gh_verdict v);
 
 /* ------------------------------------------------------------------ */
 /* Memory pools: nothing a pool hands out is freed one by one.         */
@@ -253,6 +255,16 @@ void gh_rcpt_add(struct gh_txn *t, const char *mailbox);
 void gh_rcpt_remove(struct gh_txn *t, struct gh_rcpt *r);
 void gh_sender_change(struct gh_txn *t, const char *mailbox);
 void gh_quarantine(struct gh_txn *t, const char *reason);
+
+/* For queue plugins: write the message as it leaves us: inserted
+ * headers first, then the header block with changes and additions
+ * applied (the bytes as received when nothing changed there), then the
+ * body.  Line ends are CRLF; out() returns 0, or -1 to stop.  Header
+ * values in the edits above are given without the space after the
+ * colon.  Returns 0 or -1. */
+int gh_txn_output(struct gh_txn *t,
+		  int (*out)(void *arg, const char *data, size_t n),
+		  void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Directives: the settings a plugin declares.                         */

@@ -86,8 +86,10 @@ df_feed_data(struct dataframe *f, const char *buf, size_t n,
 			} else if (buf[i] == '\r') {
 				i++;
 				f->state = DF_CR;
-			} else
+			} else {
+				/* A bare LF here is counted by DF_MID. */
 				f->state = DF_MID;
+			}
 			break;
 		case DF_DOT:
 			if (buf[i] == '\r') {
@@ -95,8 +97,11 @@ df_feed_data(struct dataframe *f, const char *buf, size_t n,
 				i++;
 				rs = i;
 				f->state = DF_DOTCR;
-			} else
+			} else {
+				/* The dot stays dropped; DF_MID emits what
+				 * follows, a bare LF included, from rs. */
 				f->state = DF_MID;
+			}
 			break;
 		case DF_DOTCR:
 			if (buf[i] == '\n') {

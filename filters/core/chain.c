@@ -99,6 +99,10 @@ enh_valid(const char *e)
 {
 	int a, b, c, n = 0;
 
+	/* Digits and dots only: %d alone would skip white space (CR, LF)
+	 * and take signs, letting a broken code split the reply. */
+	if (strspn(e, "0123456789.") != strlen(e))
+		return 0;
 	return sscanf(e, "%1d.%3d.%3d%n", &a, &b, &c, &n) == 3 &&
 	    e[n] == '\0' && (a == 2 || a == 4 || a == 5);
 }

@@ -83,6 +83,27 @@ why_set(struct why *w, const config_setting_t *at, const char *fmt, ...)
 }
 
 /*
+ * The name to print for a file libconfig read.  An @include'd file is
+ * named as written in the directive, relative to the include dir: prefix
+ * that so the name can be opened.  path is scratch space.
+ */
+static const char *
+source_name(const config_t *cf, const char *sf, const char *file,
+    char *path, size_t n)
+{
+	const char *dir;
+
+	if (sf == NULL || (file != NULL && strcmp(sf, file) == 0))
+		return file != NULL ? file : "(config)";
+	dir = cf != NULL ? config_get_include_dir(cf) : NULL;
+	if (sf[0] == '/' || dir == NULL || dir[0] == '\0')
+		return sf;
+	snprintf(path, n, "%s%s%s", dir,
+	    dir[strlen(dir) - 1] == '/' ? "" : "/", sf);
+	return path;
+}
+
+/*
  * "FILE:LINE: " for setting s.  libconfig knows the file a setting came
  * from, which differs from the main file for @include'd settings; file is
  * the fallback for strings parsed from memory.  LINE is left out when
@@ -91,16 +112,15 @@ why_set(struct why *w, const config_setting_t *at, const char *fmt, ...)
 static void
 where(char *buf, size_t n, const char *file, const config_setting_t *s)
 {
-	const char *f = file;
+	const char *f = file != NULL ? file : "(config)";
+	char path[1024];
 	unsigned line = 0;
 
 	if (s != NULL) {
-		if (config_setting_source_file(s) != NULL)
-			f = config_setting_source_file(s);
 		line = config_setting_source_line(s);
+		f = source_name(s->config, config_setting_source_file(s), file,
+		    path, sizeof(path));
 	}
-	if (f == NULL)
-		f = "(config)";
 	if (line > 0)
 		snprintf(buf, n, "%s:%u: ", f, line);
 	else
@@ -743,6 +763,8 @@ static int
 file_read(config_t *cf, struct gh_pool *pool, const char *path, char *err,
     size_t errlen)
 {
+	const char *f;
+	char name[1024];
 	FILE *fp;
 
 	/* libconfig reports only "file I/O error": open first to say
@@ -755,14 +777,12 @@ file_read(config_t *cf, struct gh_pool *pool, const char *path, char *err,
 	include_dir_set(cf, pool, path);
 	if (config_read_file(cf, path) == CONFIG_TRUE)
 		return 0;
+	f = source_name(cf, config_error_file(cf), path, name, sizeof(name));
 	if (config_error_line(cf) > 0)
-		err_plain(err, errlen, "%s:%d: %s",
-		    config_error_file(cf) ? config_error_file(cf) : path,
-		    config_error_line(cf), config_error_text(cf));
-	else
-		err_plain(err, errlen, "%s: %s",
-		    config_error_file(cf) ? config_error_file(cf) : path,
+		err_plain(err, errlen, "%s:%d: %s", f, config_error_line(cf),
 		    config_error_text(cf));
+	else
+		err_plain(err, errlen, "%s: %s", f, config_error_text(cf));
 	return -1;
 }
 

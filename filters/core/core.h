@@ -120,7 +120,6 @@ struct gh_wire {
  * may relay (see relaying). */
 const struct gh_wire *gh_wire_reply(enum gh_hook h, enum gh_verdict v,
 				    int relaying);
-int gh_verdict_is_reject(enum gh_verdict v);
 
 /* ------------------------------------------------------------------ */
 /* Running a hook's chain (chain.c).                                   */
@@ -197,6 +196,10 @@ enum gh_msg_status gh_msg_write(struct gh_message *m, const char *data,
  * (a message with no body) is parsed now. */
 enum gh_msg_status gh_msg_finish(struct gh_message *m);
 int gh_msg_headers_done(const struct gh_message *m);
+/* Offset of the body's first octet in the stored message (after the
+ * empty line ending the header block); valid once headers are done. */
+uint64_t gh_msg_body_offset(const struct gh_message *m);
+
 enum gh_msg_status gh_msg_status(const struct gh_message *m);
 
 /* Edits of the envelope and the header block (edits.c).  relayd uses the

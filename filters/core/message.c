@@ -78,6 +78,7 @@ struct gh_message {
 	size_t			 fname;		/* name length, trimmed */
 	size_t			 fvalue;	/* value offset in fbuf */
 	uint64_t		 hdr_size;	/* block octets so far */
+	uint64_t		 body_off;	/* first body octet */
 	int			 hdr_done;
 
 	struct gh_header	*hdrs;
@@ -132,8 +133,8 @@ msg_spill(struct gh_message *m)
 
 	path = gh_psprintf(m->pool, "%s/gatehouse-msg.XXXXXXXXXX", m->tmpdir);
 	if ((fd = mkstemp(path)) == -1) {
-		gh_log(GH_LOG_ERR, "message: mkstemp %s: %s", path,
-		       strerror(errno));
+		gh_log(GH_LOG_ERR, "message: temporary file in %s: %s",
+		       m->tmpdir, strerror(errno));
 		return -1;
 	}
 	if (unlink(path) == -1)
@@ -256,8 +257,11 @@ hdr_too_big(struct gh_message *m)
 
 /* The header block is over: what follows is body. */
 static void
-hdr_end(struct gh_message *m)
+hdr_end(struct gh_message *m, size_t sep)
 {
+	/* sep: octets of the empty separator line, 0 when the block ended
+	 * on a line that already belongs to the body. */
+	m->body_off = m->hdr_size + sep;
 	m->hdr_done = 1;
 	m->flen = m->llen = 0;
 }
@@ -310,13 +314,13 @@ hdr_line(struct gh_message *m)
 	if (len == 0) {
 		/* The empty line of RFC 5322 section 2.1. */
 		hdr_flush(m);
-		hdr_end(m);
+		hdr_end(m, m->llen);
 		return;
 	}
 	if (is_wsp((unsigned char)line[0])) {
 		if (m->flen == 0) {
 			/* Folding with nothing to fold into. */
-			hdr_end(m);
+			hdr_end(m, 0);
 			return;
 		}
 		hdr_grow_field(m);
@@ -325,7 +329,7 @@ hdr_line(struct gh_message *m)
 	/* The pending field was flushed when this line's first octet came
 	 * in, so the line starts at fbuf[0]. */
 	if (field_start(line, len, &m->fname, &m->fvalue) != FIELD_YES) {
-		hdr_end(m);
+		hdr_end(m, 0);
 		return;
 	}
 	hdr_grow_field(m);
@@ -345,7 +349,7 @@ hdr_overflow(struct gh_message *m)
 	}
 	if (field_start(m->fbuf, m->llen, &namelen, &valoff) == FIELD_NO) {
 		/* A long body line: the body starts here. */
-		hdr_end(m);
+		hdr_end(m, 0);
 		return;
 	}
 	hdr_too_big(m);
@@ -448,9 +452,15 @@ gh_msg_finish(struct gh_message *m)
 		hdr_line(m);
 	if (m->status == GH_MSG_OK && !m->hdr_done) {
 		hdr_flush(m);
-		hdr_end(m);
+		hdr_end(m, 0);
 	}
 	return m->status;
+}
+
+uint64_t
+gh_msg_body_offset(const struct gh_message *m)
+{
+	return m->body_off;
 }
 
 int

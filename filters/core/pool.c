@@ -141,15 +141,18 @@ gh_pstrdup(struct gh_pool *p, const char *s)
 char *
 gh_psprintf(struct gh_pool *p, const char *fmt, ...)
 {
+	char small[256], *d;
 	va_list ap;
 	int n;
-	char *d;
 
+	/* Most strings fit the stack buffer: format once. */
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return gh_pstrdup(p, "");
+	if ((size_t)n < sizeof(small))
+		return gh_pstrndup(p, small, (size_t)n);
 	d = gh_palloc(p, (size_t)n + 1);
 	va_start(ap, fmt);
 	vsnprintf(d, (size_t)n + 1, fmt, ap);

@@ -1,0 +1,646 @@
+/*
+ * main.c - relayd's command line and master process.
+ *
+ * The master reads and checks the configuration, binds the listeners,
+ * then forks the workers (one per core by default) and watches them: a
+ * worker that dies is restarted, SIGTERM drains every session and exits,
+ * SIGHUP reloads the configuration by starting a new generation of
+ * workers and letting the old one drain, so no session is dropped.  The
+ * master keeps its privileges (a reload may bind new ports); workers
+ * drop theirs right after fork.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "relayd.h"
+
+#ifndef GH_SYSCONFDIR
+#define GH_SYSCONFDIR "/etc/gatehouse"
+#endif
+#ifndef GH_PLUGIN_DIR
+#define GH_PLUGIN_DIR "/usr/local/lib/gatehouse/plugins"
+#endif
+
+#define MAX_WORKERS 256
+
+static const char *const bare_choices[] = { "normalize", "reject", NULL };
+static const char *const level_choices[] = {
+	"error", "warning", "info", "debug", "protocol", NULL
+};
+
+#define RD(f) offsetof(struct relayd_conf, f)
+
+const struct gh_directive relayd_directives[] = {
+	{ "hostname", GH_DT_STRING, RD(hostname), "\"\"", 0, 0, NULL,
+	  "our name in the greeting and Received headers; empty: the "
+	  "system's host name" },
+	{ "listen", GH_DT_STRLIST, RD(listen), "[ \"127.0.0.1:2525\" ]", 1,
+	  RELAYD_MAX_LISTEN, NULL,
+	  "addresses to accept SMTP on: \"host:port\" or \"[v6]:port\"" },
+	{ "workers", GH_DT_INT, RD(workers), "0", 0, MAX_WORKERS, NULL,
+	  "worker processes; 0: one per core" },
+	{ "user", GH_DT_STRING, RD(user), "\"\"", 0, 0, NULL,
+	  "drop to this user after binding (empty: stay as started)" },
+	{ "pid_file", GH_DT_STRING, RD(pid_file), "\"\"", 0, 0, NULL,
+	  "write the master's pid here (empty: none)" },
+	{ "max_message_size", GH_DT_INT, RD(max_message_size), "26214400",
+	  65536, 2147483647LL, NULL,
+	  "largest message in octets (SIZE, 552 5.3.4 above it)" },
+	{ "max_recipients", GH_DT_INT, RD(max_recipients), "100", 1, 100000,
+	  NULL, "recipients per message; more get 452 4.5.3" },
+	{ "max_line_length", GH_DT_INT, RD(max_line_length), "512", 512,
+	  65536, NULL, "longest command line; longer gets 500 5.5.2" },
+	{ "max_header_size", GH_DT_INT, RD(max_header_size), "102400", 1024,
+	  16777216, NULL,
+	  "largest header block in octets; larger gets 552 5.3.4" },
+	{ "max_header_line", GH_DT_INT, RD(max_header_line), "32768", 998,
+	  16777216, NULL,
+	  "longest header field with its folding; longer gets 552 5.3.4" },
+	{ "max_connections", GH_DT_INT, RD(max_connections), "1000", 1,
+	  1000000, NULL, "sessions at once for the host; more get 421 4.7.0" },
+	{ "max_connections_per_ip", GH_DT_INT, RD(max_connections_per_ip),
+	  "20", 0, 1000000, NULL,
+	  "sessions at once from one client address; 0: no limit" },
+	{ "max_unrecognized", GH_DT_INT, RD(max_unrecognized), "10", 1, 1000,
+	  NULL, "unrecognized commands before 421 4.7.0 and disconnect" },
+	{ "timeout_command", GH_DT_INT, RD(timeout_command), "300", 1, 3600,
+	  NULL, "seconds to wait for a command (RFC 5321 4.5.3.2.7)" },
+	{ "timeout_data", GH_DT_INT, RD(timeout_data), "180", 1, 3600, NULL,
+	  "seconds to wait for each block of message data (4.5.3.2.6)" },
+	{ "drain_timeout", GH_DT_INT, RD(drain_timeout), "60", 0, 86400,
+	  NULL, "on SIGTERM or reload, seconds a worker waits for sessions" },
+	{ "bare_line_ends", GH_DT_ENUM, RD(bare_line_ends), "\"normalize\"",
+	  0, 0, bare_choices,
+	  "bare CR or LF in a message: normalize to CRLF, or reject (550 "
+	  "5.5.2)" },
+	{ "spool_threshold", GH_DT_INT, RD(spool_threshold), "1048576", 4096,
+	  1073741824LL, NULL,
+	  "message octets held in memory before moving to a temporary file" },
+	{ "tmp_dir", GH_DT_STRING, RD(tmp_dir), "\"/tmp\"", 0, 0, NULL,
+	  "directory for temporary message files" },
+	{ "received_header", GH_DT_BOOL, RD(received_header), "true", 0, 0,
+	  NULL, "add a Received header (RFC 5321 4.4)" },
+	{ "trace_header", GH_DT_STRING, RD(trace_header), "\"\"", 0, 0, NULL,
+	  "stamp the decision trace on each message in this header (empty: "
+	  "off), e.g. \"X-Gatehouse-Trace\"" },
+	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
+};
+
+const struct gh_directive log_directives[] = {
+	{ "level", GH_DT_ENUM, offsetof(struct log_conf, level), "\"info\"",
+	  0, 0, level_choices,
+	  "least severe level logged; \"protocol\" logs the SMTP dialogue" },
+	{ "syslog", GH_DT_BOOL, offsetof(struct log_conf, syslog), "false", 0,
+	  0, NULL, "log to syslog (mail facility) instead of stderr" },
+	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
+};
+
+struct loaded {
+	struct gh_config *cfg;
+	struct relayd_conf conf;
+	struct log_conf log;
+};
+
+struct worker {
+	pid_t pid;
+	unsigned gen;
+	time_t started;
+};
+
+static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+static const char *const other_hosts[] = { "milterd", "dns", NULL };
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: relayd [-dt] [-c file]\n"
+	    "       relayd -l | -h plugin | -R | -V\n"
+	    "  -c file    configuration (default %s/relayd.conf)\n"
+	    "  -d         run in the background\n"
+	    "  -t         check the configuration and exit (0 good, 2 bad)\n"
+	    "  -l         list the plugins\n"
+	    "  -h plugin  print a plugin's documentation and directives\n"
+	    "  -R         print the table of verdicts and wire replies\n"
+	    "  -V         print the version\n", GH_SYSCONFDIR);
+	exit(2);
+}
+
+static int
+config_load(const char *path, struct loaded *l, char *err, size_t errlen)
+{
+	struct gh_section sections[] = {
+		{ "relayd", relayd_directives, &l->conf },
+		{ "log", log_directives, &l->log },
+		{ NULL, NULL, NULL }
+	};
+
+	memset(l, 0, sizeof(*l));
+	l->cfg = gh_config_load(path, sections, other_hosts, err, errlen);
+	return l->cfg != NULL ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Listeners.                                                          */
+
+static int
+split_hostport(const char *s, char *host, size_t hlen, char *port,
+	       size_t plen)
+{
+	const char *colon;
+
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (end == NULL || end[1] != ':')
+			return -1;
+		snprintf(host, hlen, "%.*s", (int)(end - s - 1), s + 1);
+		snprintf(port, plen, "%s", end + 2);
+		return 0;
+	}
+	if ((colon = strrchr(s, ':')) == NULL)
+		return -1;
+	snprintf(host, hlen, "%.*s", (int)(colon - s), s);
+	snprintf(port, plen, "%s", colon + 1);
+	return 0;
+}
+
+static int
+listen_on(const char *spec, char *err, size_t errlen)
+{
+	char host[256], port[32];
+	struct addrinfo hints, *res;
+	int fd, one = 1, rc;
+
+	if (split_hostport(spec, host, sizeof(host), port, sizeof(port)) != 0) {
+		snprintf(err, errlen, "listen \"%s\": expected host:port",
+			 spec);
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	rc = getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL,
+			 port, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "listen \"%s\": %s", spec,
+			 gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+	    listen(fd, 1024) != 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", spec,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+/* Open the listeners of l, reusing those of old that it shares. */
+static int
+listeners_open(struct server *srv, const struct relayd_conf *conf,
+	       const struct server *old, char *err, size_t errlen)
+{
+	size_t i, j;
+
+	srv->nlisten = 0;
+	for (i = 0; i < conf->listen.n; i++) {
+		int fd = -1;
+
+		for (j = 0; old != NULL && j < old->nlisten; j++)
+			if (old->listen_fd[j] >= 0 &&
+			    strcmp(old->conf->listen.v[j],
+				   conf->listen.v[i]) == 0)
+				fd = old->listen_fd[j];
+		if (fd < 0 && (fd = listen_on(conf->listen.v[i], err,
+					      errlen)) < 0)
+			return -1;
+		srv->listen_fd[srv->nlisten++] = fd;
+	}
+	return 0;
+}
+
+static void
+listeners_close_unused(const struct server *old, const struct server *cur)
+{
+	size_t i, j;
+
+	for (i = 0; i < old->nlisten; i++) {
+		int used = 0;
+
+		for (j = 0; j < cur->nlisten; j++)
+			used |= cur->listen_fd[j] == old->listen_fd[i];
+		if (!used)
+			close(old->listen_fd[i]);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Workers.                                                            */
+
+static int
+drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if (user == NULL || user[0] == '\0')
+		return 0;
+	if ((pw = getpwnam(user)) == NULL) {
+		gh_log(GH_LOG_ERR, "user \"%s\" does not exist", user);
+		return -1;
+	}
+	if (getuid() != 0) {
+		gh_log(GH_LOG_WARN, "not root: cannot switch to user %s", user);
+		return 0;
+	}
+	if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		gh_log(GH_LOG_ERR, "cannot switch to user %s: %s", user,
+		       strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+worker_main(struct server *srv)
+{
+	sigset_t none;
+	int rc;
+
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_IGN);	/* the master decides */
+	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (drop_privileges(srv->conf->user) != 0)
+		_exit(1);
+	rc = server_run(srv);
+	_exit(rc);
+}
+
+static pid_t
+worker_spawn(struct server *srv)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		worker_main(srv);
+	if (pid < 0)
+		gh_log(GH_LOG_ERR, "fork: %s", strerror(errno));
+	return pid;
+}
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGTERM || sig == SIGINT)
+		got_term = 1;
+	else if (sig == SIGHUP)
+		got_hup = 1;
+	else if (sig == SIGCHLD)
+		got_chld = 1;
+}
+
+static int
+nworkers(const struct relayd_conf *c)
+{
+	long n = c->workers > 0 ? (long)c->workers : sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (int)n;
+}
+
+struct master {
+	const char *path;
+	struct loaded cur;
+	struct server srv;
+	struct worker w[MAX_WORKERS * 2];
+	unsigned gen;
+	int stopping;
+};
+
+static void
+master_fill(struct master *m)
+{
+	int i, want = nworkers(&m->cur.conf), have = 0;
+
+	for (i = 0; i < MAX_WORKERS * 2; i++)
+		if (m->w[i].pid > 0 && m->w[i].gen == m->gen)
+			have++;
+	for (i = 0; i < MAX_WORKERS * 2 && have < want; i++) {
+		if (m->w[i].pid > 0)
+			continue;
+		m->w[i].pid = worker_spawn(&m->srv);
+		m->w[i].gen = m->gen;
+		m->w[i].started = time(NULL);
+		if (m->w[i].pid > 0)
+			have++;
+	}
+}
+
+static void
+master_signal_old(struct master *m, int sig, int all)
+{
+	int i;
+
+	for (i = 0; i < MAX_WORKERS * 2; i++)
+		if (m->w[i].pid > 0 && (all || m->w[i].gen != m->gen))
+			kill(m->w[i].pid, sig);
+}
+
+static int
+master_reap(struct master *m)
+{
+	int status, i, alive = 0, crashed = 0;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < MAX_WORKERS * 2; i++) {
+			if (m->w[i].pid != pid)
+				continue;
+			m->w[i].pid = 0;
+			if (m->w[i].gen != m->gen || m->stopping)
+				break;
+			crashed = 1;
+			if (WIFSIGNALED(status))
+				gh_log(GH_LOG_ERR, "worker %d killed by signal "
+				       "%d; restarting", (int)pid,
+				       WTERMSIG(status));
+			else
+				gh_log(GH_LOG_ERR, "worker %d exited with %d; "
+				       "restarting", (int)pid,
+				       WEXITSTATUS(status));
+			/* A worker that cannot start must not spin. */
+			if (time(NULL) - m->w[i].started < 1)
+				sleep(1);
+		}
+	}
+	for (i = 0; i < MAX_WORKERS * 2; i++)
+		alive += m->w[i].pid > 0;
+	(void)crashed;
+	return alive;
+}
+
+static void
+master_reload(struct master *m)
+{
+	struct loaded next;
+	struct server nsrv;
+	char err[1024];
+
+	if (config_load(m->path, &next, err, sizeof(err)) != 0) {
+		gh_log(GH_LOG_ERR, "reload failed, keeping the running "
+		       "configuration: %s", err);
+		return;
+	}
+	memset(&nsrv, 0, sizeof(nsrv));
+	nsrv.conns = m->srv.conns;
+	if (listeners_open(&nsrv, &next.conf, &m->srv, err, sizeof(err)) != 0) {
+		gh_log(GH_LOG_ERR, "reload failed: %s", err);
+		gh_config_free(next.cfg);
+		return;
+	}
+	listeners_close_unused(&m->srv, &nsrv);
+	gh_config_free(m->cur.cfg);
+	m->cur = next;
+	nsrv.conf = &m->cur.conf;
+	nsrv.cfg = m->cur.cfg;
+	nsrv.hostname = m->srv.hostname;
+	m->srv = nsrv;
+	gh_log_set_level(m->cur.log.level);
+	m->gen++;
+	gh_log(GH_LOG_INFO, "configuration reloaded: generation %u", m->gen);
+	master_fill(m);
+	master_signal_old(m, SIGTERM, 0);
+}
+
+static int
+master_run(struct master *m)
+{
+	struct sigaction sa;
+	sigset_t block, old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	master_fill(m);
+	gh_log(GH_LOG_INFO, "relayd %s started: %d workers on %s%s",
+	       PACKAGE_VERSION, nworkers(&m->cur.conf),
+	       m->cur.conf.listen.v[0], m->cur.conf.listen.n > 1 ? ", ..." : "");
+	for (;;) {
+		/* Signals are only taken here, so the flags never race. */
+		if (!got_term && !got_hup && !got_chld)
+			sigsuspend(&old);
+		if (got_chld) {
+			got_chld = 0;
+			if (master_reap(m) == 0 && m->stopping)
+				break;
+			if (!m->stopping)
+				master_fill(m);
+		}
+		if (got_hup) {
+			got_hup = 0;
+			if (!m->stopping)
+				master_reload(m);
+		}
+		if (got_term && !m->stopping) {
+			m->stopping = 1;
+			gh_log(GH_LOG_INFO, "stopping: draining sessions");
+			master_signal_old(m, SIGTERM, 1);
+			if (master_reap(m) == 0)
+				break;
+		}
+	}
+	gh_log(GH_LOG_INFO, "relayd stopped");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+static int
+write_pid(const char *path)
+{
+	FILE *fp;
+
+	if (path == NULL || path[0] == '\0')
+		return 0;
+	if ((fp = fopen(path, "w")) == NULL) {
+		gh_log(GH_LOG_ERR, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	fprintf(fp, "%d\n", (int)getpid());
+	fclose(fp);
+	return 0;
+}
+
+static int
+check_runtime(struct loaded *l, char *err, size_t errlen)
+{
+	struct event_base *base = event_base_new();
+	struct gh_runtime *rt;
+
+	if (base == NULL) {
+		snprintf(err, errlen, "cannot create an event loop");
+		return -1;
+	}
+	rt = gh_runtime_create(l->cfg, base, err, errlen);
+	gh_runtime_free(rt);
+	event_base_free(base);
+	return rt != NULL ? 0 : -1;
+}
+
+static void
+print_wire_table(void)
+{
+	static const enum gh_hook hooks[] = {
+		GH_HOOK_CONNECT, GH_HOOK_HELO, GH_HOOK_UNRECOGNIZED_COMMAND,
+		GH_HOOK_AUTH, GH_HOOK_MAIL, GH_HOOK_RCPT, GH_HOOK_RCPT_OK,
+		GH_HOOK_DATA, GH_HOOK_DATA_POST, GH_HOOK_MAX_DATA_EXCEEDED,
+		GH_HOOK_QUEUE
+	};
+	static const char *const actions[] = {
+		"", " +close", " +loop", "next stage", ""
+	};
+	size_t i;
+	int v;
+
+	printf("| hook |");
+	for (v = 0; v < GH_AGAIN; v++)
+		printf(" %s |", gh_verdict_name(v));
+	printf("\n|---|");
+	for (v = 0; v < GH_AGAIN; v++)
+		printf("---|");
+	printf("\n");
+	for (i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++) {
+		printf("| %s%s |", gh_hook_name(hooks[i]),
+		       hooks[i] == GH_HOOK_CONNECT ? ", lookup_rdns" :
+		       hooks[i] == GH_HOOK_HELO ? ", ehlo" :
+		       hooks[i] == GH_HOOK_DATA_POST ? ", data_headers" : "");
+		for (v = 0; v < GH_AGAIN; v++) {
+			const struct gh_wire *w = gh_wire_reply(hooks[i], v, 1);
+
+			if (w->action == GH_WIRE_NEXT)
+				printf(" %s |", hooks[i] == GH_HOOK_QUEUE ?
+				       "queue_ok, 250 2.0.0" : "next stage");
+			else
+				printf(" %d%s%s%s |", w->code, w->enh ? " " : "",
+				       w->enh ? w->enh : "", actions[w->action]);
+		}
+		printf("\n");
+	}
+	printf("\nrcpt: CONT and STOP from a client that may not relay: "
+	       "%d %s.\n", gh_wire_reply(GH_HOOK_RCPT, GH_CONT, 0)->code,
+	       gh_wire_reply(GH_HOOK_RCPT, GH_CONT, 0)->enh);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct master m;
+	const char *path = GH_SYSCONFDIR "/relayd.conf", *help = NULL;
+	int ch, test = 0, daemonize = 0, list = 0;
+	char err[1024], host[256];
+
+	while ((ch = getopt(argc, argv, "c:dth:lRV")) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'd': daemonize = 1; break;
+		case 't': test = 1; break;
+		case 'h': help = optarg; break;
+		case 'l': list = 1; break;
+		case 'R': print_wire_table(); return 0;
+		case 'V': printf("relayd (gatehouse) %s\n", PACKAGE_VERSION);
+			return 0;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	gh_log_init("relayd", GH_LOG_INFO, 0);
+	if (list) {
+		gh_module_print_list(stdout);
+		return 0;
+	}
+	if (help != NULL) {
+		if (gh_module_print_help(stdout, help, GH_PLUGIN_DIR) != 0) {
+			fprintf(stderr, "relayd: no plugin called \"%s\" "
+				"(relayd -l lists them)\n", help);
+			return 2;
+		}
+		return 0;
+	}
+	if (config_load(path, &m.cur, err, sizeof(err)) != 0 ||
+	    check_runtime(&m.cur, err, sizeof(err)) != 0) {
+		fprintf(stderr, "relayd: %s\n", err);
+		return 2;
+	}
+	if (test) {
+		printf("relayd: configuration %s is valid\n", path);
+		return 0;
+	}
+	gh_log_init("relayd", m.cur.log.level, m.cur.log.syslog);
+	m.path = path;
+	m.srv.conf = &m.cur.conf;
+	m.srv.cfg = m.cur.cfg;
+	if (m.cur.conf.hostname[0] != '\0') {
+		m.srv.hostname = m.cur.conf.hostname;
+	} else {
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		m.srv.hostname = strdup(host);
+	}
+	/* Four slots per allowed connection keeps probe chains short. */
+	m.srv.conns = conn_table_create((size_t)m.cur.conf.max_connections * 4
+					+ 1024);
+	if (m.srv.conns == NULL ||
+	    listeners_open(&m.srv, &m.cur.conf, NULL, err, sizeof(err)) != 0) {
+		fprintf(stderr, "relayd: %s\n", m.srv.conns ? err :
+			"cannot map the connection table");
+		return 1;
+	}
+	if (daemonize && daemon(0, 0) != 0) {
+		fprintf(stderr, "relayd: daemon: %s\n", strerror(errno));
+		return 1;
+	}
+	if (write_pid(m.cur.conf.pid_file) != 0)
+		return 1;
+	return master_run(&m);
+}

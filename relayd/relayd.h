@@ -1,0 +1,83 @@
+/*
+ * relayd.h - the SMTP server's shared declarations.
+ *
+ * main.c is the master (options, configuration, listeners, workers),
+ * server.c a worker's accept loop and connection limits, session.c one
+ * SMTP session: a command table, then check, chain, proceed.
+ */
+#ifndef GATEHOUSE_RELAYD_H
+#define GATEHOUSE_RELAYD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core.h"
+
+#define RELAYD_MAX_LISTEN 32
+
+/* The `relayd` group of the configuration file. */
+struct relayd_conf {
+	const char *hostname;
+	struct gh_strlist listen;
+	long long workers;
+	const char *user;
+	const char *pid_file;
+	long long max_message_size;
+	long long max_recipients;
+	long long max_line_length;
+	long long max_header_size;
+	long long max_header_line;
+	long long max_connections;
+	long long max_connections_per_ip;
+	long long max_unrecognized;
+	long long timeout_command;
+	long long timeout_data;
+	long long drain_timeout;
+	int bare_line_ends;		/* 0 normalize, 1 reject */
+	long long spool_threshold;
+	const char *tmp_dir;
+	int received_header;
+	const char *trace_header;
+};
+
+/* The `log` group. */
+struct log_conf {
+	int level;			/* enum gh_loglevel */
+	int syslog;
+};
+
+extern const struct gh_directive relayd_directives[];
+extern const struct gh_directive log_directives[];
+
+/* Connection counts shared by all workers (an anonymous shared mapping
+ * made by the master before fork), so the limits hold per host. */
+struct conn_table;
+struct conn_table *conn_table_create(size_t slots);
+int conn_table_enter(struct conn_table *t, const struct sockaddr *sa,
+		     long long max_total, long long max_per_ip);
+void conn_table_leave(struct conn_table *t, const struct sockaddr *sa);
+
+/* A worker. */
+struct server {
+	struct relayd_conf *conf;
+	struct gh_config *cfg;
+	struct gh_runtime *rt;
+	struct event_base *base;
+	struct conn_table *conns;
+	struct event *listen_ev[RELAYD_MAX_LISTEN];
+	int listen_fd[RELAYD_MAX_LISTEN];
+	size_t nlisten;
+	const char *hostname;
+	unsigned long nsessions;
+	int draining;
+	struct event *drain_timer;
+};
+
+int server_run(struct server *srv);
+void server_session_closed(struct server *srv);
+
+/* session.c */
+void session_start(struct server *srv, int fd, const struct sockaddr *sa,
+		   socklen_t salen);
+
+#endif

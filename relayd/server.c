@@ -1,0 +1,286 @@
+/*
+ * server.c - a worker: accept loop, connection limits, draining.
+ *
+ * Workers share the listening sockets the master opened.  Connection
+ * counts live in a table in shared memory so that max_connections and
+ * max_connections_per_ip hold for the host, not per worker.  SIGTERM
+ * makes a worker stop accepting and exit once its sessions are done (or
+ * drain_timeout passed).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "relayd.h"
+
+/*
+ * The table: open addressing on a hash of the client address, sized far
+ * beyond max_connections so probes stay short; a slot whose count is zero
+ * is reused for another address.  All updates are atomic builtins: workers are
+ * separate processes.
+ */
+struct conn_slot {
+	unsigned char key[16];
+	int used;
+	int count;
+};
+
+struct conn_table {
+	int total;
+	size_t nslots;
+	struct conn_slot slots[];
+};
+
+struct conn_table *
+conn_table_create(size_t slots)
+{
+	size_t len = sizeof(struct conn_table) + slots * sizeof(struct conn_slot);
+	struct conn_table *t = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (t == MAP_FAILED)
+		return NULL;
+	t->nslots = slots;
+	return t;
+}
+
+static void
+addr_key(const struct sockaddr *sa, unsigned char key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET6)
+		memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)
+		       ->sin6_addr, 16);
+	else if (sa->sa_family == AF_INET)
+		memcpy(key + 12, &((const struct sockaddr_in *)
+		       (const void *)sa)->sin_addr, 4);
+}
+
+static size_t
+addr_hash(const unsigned char key[16])
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h;
+}
+
+/* Claim slot s for key: an empty slot, or one whose address has no
+ * connection left (so a busy server never fills the table). */
+static int
+slot_claim(struct conn_slot *s, const unsigned char key[16])
+{
+	int expect = 0;
+
+	if (!__atomic_compare_exchange_n(&s->used, &expect, 1, 0,
+	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		expect = 2;
+		if (__atomic_load_n(&s->count, __ATOMIC_ACQUIRE) != 0 ||
+		    !__atomic_compare_exchange_n(&s->used, &expect, 1, 0,
+		    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return 0;
+		if (__atomic_load_n(&s->count, __ATOMIC_ACQUIRE) != 0) {
+			__atomic_store_n(&s->used, 2, __ATOMIC_RELEASE);
+			return 0;
+		}
+	}
+	memcpy(s->key, key, 16);
+	__atomic_store_n(&s->used, 2, __ATOMIC_RELEASE);
+	return 1;
+}
+
+/*
+ * Two passes: find the address along its probe sequence, else claim the
+ * first reusable slot.  Two workers racing on a new address may both
+ * claim a slot; its connections are then split in two counts, which only
+ * loosens the per-address limit for that moment, never the total.
+ */
+static struct conn_slot *
+slot_find(struct conn_table *t, const unsigned char key[16], int create)
+{
+	size_t h = addr_hash(key), n;
+
+	for (n = 0; n < t->nslots; n++) {
+		struct conn_slot *s = &t->slots[(h + n) % t->nslots];
+		int used = __atomic_load_n(&s->used, __ATOMIC_ACQUIRE);
+
+		if (used == 0)
+			break;
+		if (used == 2 && memcmp(s->key, key, 16) == 0)
+			return s;
+	}
+	if (!create)
+		return NULL;
+	for (n = 0; n < t->nslots; n++) {
+		struct conn_slot *s = &t->slots[(h + n) % t->nslots];
+
+		if (slot_claim(s, key))
+			return s;
+	}
+	return NULL;
+}
+
+int
+conn_table_enter(struct conn_table *t, const struct sockaddr *sa,
+		 long long max_total, long long max_per_ip)
+{
+	unsigned char key[16];
+	struct conn_slot *s;
+
+	if (__atomic_add_fetch(&t->total, 1, __ATOMIC_ACQ_REL) > max_total) {
+		__atomic_sub_fetch(&t->total, 1, __ATOMIC_ACQ_REL);
+		return -1;
+	}
+	addr_key(sa, key);
+	s = slot_find(t, key, 1);
+	if (s == NULL)
+		return 0;	/* table full: the total limit still holds */
+	if (__atomic_add_fetch(&s->count, 1, __ATOMIC_ACQ_REL) > max_per_ip &&
+	    max_per_ip > 0) {
+		__atomic_sub_fetch(&s->count, 1, __ATOMIC_ACQ_REL);
+		__atomic_sub_fetch(&t->total, 1, __ATOMIC_ACQ_REL);
+		return -1;
+	}
+	return 0;
+}
+
+void
+conn_table_leave(struct conn_table *t, const struct sockaddr *sa)
+{
+	unsigned char key[16];
+	struct conn_slot *s;
+
+	__atomic_sub_fetch(&t->total, 1, __ATOMIC_ACQ_REL);
+	addr_key(sa, key);
+	s = slot_find(t, key, 0);
+	if (s != NULL && __atomic_load_n(&s->count, __ATOMIC_ACQUIRE) > 0)
+		__atomic_sub_fetch(&s->count, 1, __ATOMIC_ACQ_REL);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, i;
+
+	(void)what;
+	/* Take a handful per wake-up: fair to the other workers, cheap
+	 * under a burst. */
+	for (i = 0; i < 16; i++) {
+		len = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				gh_log(GH_LOG_WARN, "accept: %s",
+				       strerror(errno));
+			return;
+		}
+		session_start(srv, fd, (struct sockaddr *)&ss, len);
+	}
+}
+
+static void
+server_stop_listening(struct server *srv)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nlisten; i++)
+		if (srv->listen_ev[i] != NULL) {
+			event_free(srv->listen_ev[i]);
+			srv->listen_ev[i] = NULL;
+		}
+}
+
+void
+server_session_closed(struct server *srv)
+{
+	srv->nsessions--;
+	if (srv->draining && srv->nsessions == 0)
+		event_base_loopbreak(srv->base);
+}
+
+static void
+drain_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	gh_log(GH_LOG_WARN, "drain timeout: closing %lu sessions",
+	       srv->nsessions);
+	event_base_loopbreak(srv->base);
+}
+
+static void
+sigterm_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct timeval tv = { (time_t)srv->conf->drain_timeout, 0 };
+
+	(void)sig;
+	(void)what;
+	if (srv->draining)
+		return;
+	srv->draining = 1;
+	server_stop_listening(srv);
+	gh_log(GH_LOG_INFO, "worker draining %lu sessions", srv->nsessions);
+	if (srv->nsessions == 0) {
+		event_base_loopbreak(srv->base);
+		return;
+	}
+	srv->drain_timer = evtimer_new(srv->base, drain_expired, srv);
+	evtimer_add(srv->drain_timer, &tv);
+}
+
+int
+server_run(struct server *srv)
+{
+	struct event *term;
+	char err[512];
+	size_t i;
+
+	srv->base = event_base_new();
+	if (srv->base == NULL) {
+		gh_log(GH_LOG_ERR, "cannot create the event loop");
+		return 1;
+	}
+	srv->rt = gh_runtime_create(srv->cfg, srv->base, err, sizeof(err));
+	if (srv->rt == NULL) {
+		gh_log(GH_LOG_ERR, "plugin start-up failed: %s", err);
+		return 2;
+	}
+	for (i = 0; i < srv->nlisten; i++) {
+		srv->listen_ev[i] = event_new(srv->base, srv->listen_fd[i],
+					      EV_READ | EV_PERSIST, accept_cb,
+					      srv);
+		event_add(srv->listen_ev[i], NULL);
+	}
+	term = evsignal_new(srv->base, SIGTERM, sigterm_cb, srv);
+	event_add(term, NULL);
+	/* The master owns reloads: a worker ignores SIGHUP. */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	event_base_dispatch(srv->base);
+	server_stop_listening(srv);
+	event_free(term);
+	if (srv->drain_timer != NULL)
+		event_free(srv->drain_timer);
+	gh_runtime_free(srv->rt);
+	return 0;
+}

@@ -1,0 +1,1480 @@
+/*
+ * session.c - one SMTP session (RFC 5321), driven by a command table.
+ *
+ * Each row of the table names a command, the session state it needs and
+ * a proceed function.  A command is checked for state and syntax here;
+ * policy is the plugins' (one hook chain per stage); the effect follows
+ * the chain's outcome.  Validation, policy and effect never mix.
+ *
+ * Input is processed one command at a time, in order (RFC 2920): while a
+ * chain is pending the session is `busy` and pipelined input waits in
+ * the buffer.  Replies go to the bufferevent's output and leave in as
+ * few writes as the loop allows.  A client protocol error is a reply and
+ * a state change, never a crash.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dataframe.h"
+#include "relayd.h"
+
+#define REPLY_LINE 600
+#define HELO_MAX 256
+
+enum sstate { ST_CONNECT, ST_CMD, ST_DATA, ST_BDAT, ST_CLOSING };
+
+struct session {
+	struct server *srv;
+	struct gh_conn *conn;
+	struct bufferevent *bev;
+	struct sockaddr_storage sa;
+	enum sstate state;
+	unsigned busy : 1;		/* a chain is running */
+	unsigned processing : 1;	/* inside session_process() */
+	unsigned helo_ok : 1;
+	unsigned ehlo : 1;		/* the pending HELO is an EHLO */
+	unsigned discard_line : 1;	/* skipping an over-long line */
+	unsigned eof : 1;		/* the client closed its side */
+	unsigned loop : 1;		/* connect rejected: loop_reply */
+	unsigned bdat_used : 1;		/* this transaction uses BDAT */
+	unsigned bdat_last : 1;
+	unsigned bdat_discard : 1;	/* consume the chunk, then refuse */
+	unsigned too_big : 1;
+	unsigned counted : 1;		/* entered the connection table */
+	struct gh_chain *chain;
+	struct event *close_ev;
+	char *line;			/* max_line_length + 1 */
+	char helo[HELO_MAX];
+	char loop_reply[REPLY_LINE];
+	char bdat_reply[REPLY_LINE];
+	unsigned nunrecognized;
+	struct gh_pool *scratch;	/* per command */
+	struct gh_path *path;		/* MAIL/RCPT being decided */
+	struct gh_strlist caps;
+	struct dataframe df;
+	uint64_t size;
+	uint64_t bdat_left;
+	uint64_t nmessages;
+};
+
+struct command {
+	const char *name;
+	unsigned flags;
+	void (*proceed)(struct session *, char *);
+};
+
+#define NEED_HELO 0x01
+#define NEED_MAIL 0x02
+#define NO_ARGS 0x04
+
+static void session_process(struct session *s);
+static void session_close(struct session *s);
+static void run_chain(struct session *s, struct gh_call *proto,
+		      gh_chain_done_fn done);
+
+static const struct relayd_conf *
+conf_of(const struct session *s)
+{
+	return s->srv->conf;
+}
+
+/* ------------------------------------------------------------------ */
+/* Replies.                                                            */
+
+static void
+reply_line(struct session *s, int code, char sep, const char *enh,
+	   const char *text)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char line[REPLY_LINE];
+	int n;
+
+	if (enh != NULL && enh[0] != '\0')
+		n = snprintf(line, sizeof(line), "%03d%c%s %s", code, sep,
+			     enh, text);
+	else
+		n = snprintf(line, sizeof(line), "%03d%c%s", code, sep, text);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	gh_log(GH_LOG_PROTO, "%s > %s", s->conn->id, line);
+	evbuffer_add(out, line, (size_t)n);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void
+reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+reply(struct session *s, int code, const char *enh, const char *fmt, ...)
+{
+	char text[REPLY_LINE];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	reply_line(s, code, ' ', enh, text);
+}
+
+/* Send a chain's outcome; returns 1 if the session is now closing. */
+static int
+reply_outcome(struct session *s, const struct gh_outcome *o)
+{
+	if (o->code == 0)
+		return 0;
+	reply_line(s, o->code, ' ', o->enh, o->text);
+	if (o->verdict != GH_CONT && o->verdict != GH_OK && o->by != NULL)
+		gh_log(GH_LOG_INFO, "%s %s at %s by %s: %d %s %s",
+		       s->conn->id, gh_verdict_name(o->verdict),
+		       s->conn->txn ? "transaction" : "session",
+		       o->by->name, o->code, o->enh, o->text);
+	if (o->action == GH_WIRE_CLOSE) {
+		session_close(s);
+		return 1;
+	}
+	if (o->action == GH_WIRE_LOOP) {
+		s->loop = 1;
+		snprintf(s->loop_reply, sizeof(s->loop_reply), "%d %s %s",
+			 o->code, o->enh, o->text);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Transactions and the decision trace.                                */
+
+static void
+log_trace(struct session *s, int code, const char *enh, const char *text)
+{
+	struct gh_txn *t = s->conn->txn;
+	char results[1024], from[300];
+	size_t nrcpt = 0;
+	struct gh_rcpt *r;
+
+	if (t == NULL)
+		return;
+	for (r = t->rcpts; r != NULL; r = r->next)
+		nrcpt += !r->removed;
+	gh_results_format(s->conn->results, t->results, results,
+			  sizeof(results));
+	gh_sanitize(from, sizeof(from), t->mail_from ?
+		    t->mail_from->addr.mailbox : "", t->mail_from ?
+		    strlen(t->mail_from->addr.mailbox) : 0);
+	gh_log(GH_LOG_INFO, "%s trace: txn=%s client=%s from=<%s> rcpts=%zu "
+	       "size=%" PRIu64 " result=\"%d %s %s\" plugins: %s",
+	       s->conn->id, t->id, s->conn->remote_ip, from, nrcpt,
+	       t->msg ? gh_msg_size(t->msg) : 0, code, enh, text,
+	       results[0] ? results : "(none)");
+}
+
+static void
+noop_done(void *arg, const struct gh_outcome *o)
+{
+	(void)arg;
+	(void)o;
+}
+
+static void
+txn_reset(struct session *s)
+{
+	struct gh_call proto;
+	struct gh_chain *ch;
+
+	if (s->conn->txn == NULL)
+		return;
+	memset(&proto, 0, sizeof(proto));
+	proto.conn = s->conn;
+	proto.txn = s->conn->txn;
+	proto.hook = GH_HOOK_RESET_TRANSACTION;
+	/* reset_transaction must not wait: the transaction dies now. */
+	ch = gh_chain_run(s->srv->rt, &proto, noop_done, NULL);
+	gh_chain_cancel(ch);
+	gh_txn_free(s->conn);
+	s->bdat_used = 0;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* Chains.                                                             */
+
+static void
+call_init(struct session *s, struct gh_call *c, enum gh_hook h)
+{
+	memset(c, 0, sizeof(*c));
+	c->conn = s->conn;
+	c->txn = s->conn->txn;
+	c->hook = h;
+}
+
+static void
+session_resume(struct session *s)
+{
+	if (s->state == ST_CLOSING)
+		return;
+	bufferevent_enable(s->bev, EV_READ);
+	if (!s->processing)
+		session_process(s);
+}
+
+/* Every chain's done() ends through here: the session is no longer busy
+ * and pipelined input may go on. */
+#define CHAIN_DONE(s) do { (s)->chain = NULL; (s)->busy = 0; } while (0)
+
+static void
+run_chain(struct session *s, struct gh_call *proto, gh_chain_done_fn done)
+{
+	s->busy = 1;
+	s->chain = gh_chain_run(s->srv->rt, proto, done, s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connect: connect_init, lookup_rdns, connect, then the greeting.       */
+
+static void
+connect_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+
+	CHAIN_DONE(s);
+	s->state = ST_CMD;
+	if (o->verdict == GH_CONT || o->verdict == GH_OK ||
+	    o->verdict == GH_STOP)
+		reply(s, 220, NULL, "%s %s", s->srv->hostname, o->text);
+	else if (reply_outcome(s, o))
+		return;
+	session_resume(s);
+}
+
+static void
+rdns_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+	struct gh_call proto;
+
+	CHAIN_DONE(s);
+	if (gh_verdict_is_reject(o->verdict)) {
+		connect_done(s, o);
+		return;
+	}
+	call_init(s, &proto, GH_HOOK_CONNECT);
+	run_chain(s, &proto, connect_done);
+}
+
+static void
+connect_start(struct session *s)
+{
+	struct gh_call proto;
+	struct gh_chain *ch;
+
+	call_init(s, &proto, GH_HOOK_CONNECT_INIT);
+	/* connect_init's verdicts mean nothing; it only prepares state. */
+	ch = gh_chain_run(s->srv->rt, &proto, noop_done, NULL);
+	gh_chain_cancel(ch);
+	call_init(s, &proto, GH_HOOK_LOOKUP_RDNS);
+	run_chain(s, &proto, rdns_done);
+}
+
+/* ------------------------------------------------------------------ */
+/* HELO and EHLO.                                                      */
+
+static void
+ehlo_reply(struct session *s)
+{
+	const struct relayd_conf *cf = conf_of(s);
+	char size[64];
+	size_t i;
+
+	reply_line(s, 250, '-', NULL, s->srv->hostname);
+	reply_line(s, 250, '-', NULL, "PIPELINING");
+	snprintf(size, sizeof(size), "SIZE %lld", cf->max_message_size);
+	reply_line(s, 250, '-', NULL, size);
+	reply_line(s, 250, '-', NULL, "8BITMIME");
+	reply_line(s, 250, '-', NULL, "ENHANCEDSTATUSCODES");
+	reply_line(s, 250, '-', NULL, "SMTPUTF8");
+	for (i = 0; i < s->caps.n; i++)
+		reply_line(s, 250, '-', NULL, s->caps.v[i]);
+	reply_line(s, 250, ' ', NULL, "CHUNKING");
+}
+
+static void
+caps_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+
+	(void)o;
+	CHAIN_DONE(s);
+	ehlo_reply(s);
+	session_resume(s);
+}
+
+static void
+helo_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+	struct gh_call proto;
+
+	CHAIN_DONE(s);
+	if (gh_verdict_is_reject(o->verdict)) {
+		/* Haraka: a refused HELO leaves the client un-greeted. */
+		s->helo_ok = 0;
+		s->conn->helo = NULL;
+		if (!reply_outcome(s, o))
+			session_resume(s);
+		return;
+	}
+	s->helo_ok = 1;
+	s->conn->helo = s->helo;
+	s->conn->esmtp = s->ehlo;
+	if (!s->ehlo) {
+		reply(s, 250, NULL, "%s", s->srv->hostname);
+		session_resume(s);
+		return;
+	}
+	s->caps.n = 0;
+	s->caps.v = NULL;
+	call_init(s, &proto, GH_HOOK_CAPABILITIES);
+	proto.caps = &s->caps;
+	run_chain(s, &proto, caps_done);
+}
+
+static void
+helo_start(struct session *s, char *arg, int ehlo)
+{
+	struct gh_call proto;
+
+	if (arg[0] == '\0') {
+		reply(s, 501, "5.5.4", "Syntax: %s hostname",
+		      ehlo ? "EHLO" : "HELO");
+		return;
+	}
+	if (strlen(arg) >= sizeof(s->helo)) {
+		reply(s, 501, "5.5.4", "Host name too long");
+		return;
+	}
+	/* RFC 5321 4.1.4: EHLO resets the state as RSET does. */
+	txn_reset(s);
+	snprintf(s->helo, sizeof(s->helo), "%s", arg);
+	s->ehlo = ehlo;
+	call_init(s, &proto, ehlo ? GH_HOOK_EHLO : GH_HOOK_HELO);
+	proto.arg = s->helo;
+	run_chain(s, &proto, helo_done);
+}
+
+static void
+cmd_helo(struct session *s, char *arg)
+{
+	helo_start(s, arg, 0);
+}
+
+static void
+cmd_ehlo(struct session *s, char *arg)
+{
+	helo_start(s, arg, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* MAIL and RCPT.                                                      */
+
+/* "FROM:" / "TO:" then the path, case-insensitive (RFC 5321 2.4). */
+static char *
+path_arg(char *arg, const char *keyword)
+{
+	size_t n = strlen(keyword);
+
+	if (strncasecmp(arg, keyword, n) != 0)
+		return NULL;
+	return arg + n;
+}
+
+static const char *
+parse_error_enh(const char *why)
+{
+	/* Parameter problems are syntax (5.5.4), the rest address (5.1.7
+	 * for the sender, 5.1.3 for a recipient). */
+	if (strstr(why, "arameter") != NULL)
+		return "5.5.4";
+	return NULL;
+}
+
+static struct gh_path *
+path_copy(struct gh_pool *p, const struct gh_path *src)
+{
+	struct gh_path *d = gh_palloc(p, sizeof(*d));
+	size_t i;
+
+	*d = *src;
+	d->addr.local = gh_pstrdup(p, src->addr.local);
+	d->addr.domain = gh_pstrdup(p, src->addr.domain);
+	d->addr.mailbox = gh_pstrdup(p, src->addr.mailbox);
+	for (i = 0; i < src->nparams; i++) {
+		d->params[i].key = gh_pstrdup(p, src->params[i].key);
+		d->params[i].value = gh_pstrdup(p, src->params[i].value);
+	}
+	return d;
+}
+
+static struct gh_path *
+parse_path(struct session *s, char *arg, const char *keyword,
+	   enum gh_path_kind kind)
+{
+	struct gh_path *path;
+	const struct gh_path *decl;
+	const char *why = NULL, *enh;
+	char *p = path_arg(arg, keyword);
+
+	if (p == NULL) {
+		reply(s, 501, "5.5.4", "Syntax: %s",
+		      kind == GH_PATH_MAIL ? "MAIL FROM:<address>" :
+		      "RCPT TO:<address>");
+		return NULL;
+	}
+	gh_pool_destroy(s->scratch);
+	s->scratch = gh_pool_create();
+	path = gh_palloc(s->scratch, sizeof(*path));
+	if (gh_path_parse(s->scratch, p, kind, path, &why) != 0) {
+		enh = parse_error_enh(why);
+		reply(s, 501, enh ? enh : kind == GH_PATH_MAIL ? "5.1.7" :
+		      "5.1.3", "%s", why);
+		return NULL;
+	}
+	/* RFC 6531 3.4: a non-ASCII address needs SMTPUTF8 on MAIL. */
+	decl = kind == GH_PATH_MAIL ? path : s->conn->txn != NULL ?
+	    s->conn->txn->mail_from : NULL;
+	if (path->addr.utf8 && (decl == NULL ||
+	    gh_path_param(decl, "SMTPUTF8") == NULL)) {
+		reply(s, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
+		return NULL;
+	}
+	return path;
+}
+
+/* Check MAIL's ESMTP parameters; reply and return -1 on error. */
+static int
+mail_params_ok(struct session *s, const struct gh_path *path)
+{
+	const struct relayd_conf *cf = conf_of(s);
+	size_t i;
+
+	if (path->nparams > 0 && !s->conn->esmtp) {
+		/* RFC 1869 6: parameters need EHLO. */
+		reply(s, 555, "5.5.4", "ESMTP parameters need EHLO");
+		return -1;
+	}
+	for (i = 0; i < path->nparams; i++) {
+		const struct gh_param *p = &path->params[i];
+
+		if (strcmp(p->key, "SIZE") == 0) {
+			char *end;
+			unsigned long long v;
+
+			errno = 0;
+			v = p->value ? strtoull(p->value, &end, 10) : 0;
+			if (p->value == NULL || *end != '\0' || errno != 0 ||
+			    !isdigit((unsigned char)p->value[0])) {
+				reply(s, 501, "5.5.4", "Invalid SIZE value");
+				return -1;
+			}
+			if (v > (unsigned long long)cf->max_message_size) {
+				gh_log(GH_LOG_INFO, "%s SIZE=%llu over the "
+				       "limit %lld", s->conn->id, v,
+				       cf->max_message_size);
+				reply(s, 552, "5.3.4", "Message size exceeds "
+				      "fixed maximum message size");
+				return -1;
+			}
+		} else if (strcmp(p->key, "BODY") == 0) {
+			if (p->value == NULL ||
+			    (strcasecmp(p->value, "7BIT") != 0 &&
+			     strcasecmp(p->value, "8BITMIME") != 0 &&
+			     strcasecmp(p->value, "BINARYMIME") != 0)) {
+				reply(s, 501, "5.5.4", "Invalid BODY value");
+				return -1;
+			}
+		} else if (strcmp(p->key, "SMTPUTF8") == 0) {
+			if (p->value != NULL) {
+				reply(s, 501, "5.5.4",
+				      "SMTPUTF8 takes no value");
+				return -1;
+			}
+		} else {
+			reply(s, 555, "5.5.4", "Unsupported parameter %s",
+			      p->key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+mail_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+
+	CHAIN_DONE(s);
+	if (gh_verdict_is_reject(o->verdict)) {
+		log_trace(s, o->code, o->enh, o->text);
+		txn_reset(s);
+		if (reply_outcome(s, o))
+			return;
+	} else {
+		reply_line(s, o->code, ' ', o->enh, o->text);
+	}
+	session_resume(s);
+}
+
+static void
+cmd_mail(struct session *s, char *arg)
+{
+	struct gh_path *path;
+	struct gh_txn *t;
+	struct gh_call proto;
+
+	if (s->conn->txn != NULL) {
+		reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		return;
+	}
+	if ((path = parse_path(s, arg, "FROM:", GH_PATH_MAIL)) == NULL)
+		return;
+	if (mail_params_ok(s, path) != 0)
+		return;
+	t = gh_txn_new(s->conn);
+	t->mail_from = path_copy(t->pool, path);
+	s->too_big = 0;
+	call_init(s, &proto, GH_HOOK_MAIL);
+	proto.path = t->mail_from;
+	run_chain(s, &proto, mail_done);
+}
+
+static void
+rcpt_ok_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+	struct gh_txn *t = s->conn->txn;
+	struct gh_rcpt *r, **tail;
+
+	CHAIN_DONE(s);
+	if (gh_verdict_is_reject(o->verdict)) {
+		if (!reply_outcome(s, o))
+			session_resume(s);
+		return;
+	}
+	r = gh_palloc(t->pool, sizeof(*r));
+	r->path = *s->path;
+	for (tail = &t->rcpts; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = r;
+	t->nrcpts++;
+	reply_line(s, o->code, ' ', o->enh, o->text);
+	session_resume(s);
+}
+
+static void
+rcpt_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+	struct gh_call proto;
+
+	CHAIN_DONE(s);
+	if (o->action != GH_WIRE_NEXT) {
+		if (!reply_outcome(s, o))
+			session_resume(s);
+		return;
+	}
+	call_init(s, &proto, GH_HOOK_RCPT_OK);
+	proto.path = s->path;
+	run_chain(s, &proto, rcpt_ok_done);
+}
+
+static int
+rcpt_params_ok(struct session *s, const struct gh_path *path)
+{
+	if (path->nparams == 0)
+		return 0;
+	if (!s->conn->esmtp) {
+		reply(s, 555, "5.5.4", "ESMTP parameters need EHLO");
+		return -1;
+	}
+	/* No DSN extension is advertised, so no RCPT parameter is known. */
+	reply(s, 555, "5.5.4", "Unsupported parameter %s",
+	      path->params[0].key);
+	return -1;
+}
+
+static void
+cmd_rcpt(struct session *s, char *arg)
+{
+	struct gh_txn *t = s->conn->txn;
+	struct gh_path *path;
+	struct gh_call proto;
+
+	if ((path = parse_path(s, arg, "TO:", GH_PATH_RCPT)) == NULL)
+		return;
+	if (rcpt_params_ok(s, path) != 0)
+		return;
+	if (t->nrcpts >= (size_t)conf_of(s)->max_recipients) {
+		/* RFC 5321 4.5.3.1.10: 452, so the client retries the
+		 * rest in another transaction. */
+		gh_log(GH_LOG_INFO, "%s recipient limit %lld reached",
+		       s->conn->id, conf_of(s)->max_recipients);
+		reply(s, 452, "4.5.3", "Too many recipients");
+		return;
+	}
+	s->path = path_copy(t->pool, path);
+	call_init(s, &proto, GH_HOOK_RCPT);
+	proto.path = s->path;
+	run_chain(s, &proto, rcpt_done);
+}
+
+/* ------------------------------------------------------------------ */
+/* DATA and BDAT.                                                      */
+
+static void message_end(struct session *s);
+
+static void
+content_emit(void *arg, const char *p, size_t n)
+{
+	struct session *s = arg;
+
+	s->size += n;
+	if (s->size > (uint64_t)conf_of(s)->max_message_size) {
+		/* Keep counting, store nothing more: the message will be
+		 * refused at its end (RFC 5321 4.5.3.1.10, 552). */
+		s->too_big = 1;
+		return;
+	}
+	gh_msg_write(s->conn->txn->msg, p, n);
+}
+
+static void
+message_begin(struct session *s)
+{
+	const struct relayd_conf *cf = conf_of(s);
+	struct gh_message_limits lim;
+
+	lim.mem_threshold = (size_t)cf->spool_threshold;
+	lim.max_header_line = (size_t)cf->max_header_line;
+	lim.max_header_size = (size_t)cf->max_header_size;
+	lim.tmpdir = cf->tmp_dir;
+	s->conn->txn->msg = gh_msg_new(s->conn->txn->pool, &lim);
+	s->size = 0;
+	s->too_big = 0;
+	df_init(&s->df);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){
+	    (time_t)cf->timeout_data, 0 }, NULL);
+}
+
+static int
+txn_ready_for_data(struct session *s)
+{
+	if (s->conn->txn == NULL) {
+		reply(s, 503, "5.5.1", "Error: need MAIL command");
+		return 0;
+	}
+	if (s->conn->txn->nrcpts == 0) {
+		reply(s, 554, "5.5.1", "Error: no valid recipients");
+		return 0;
+	}
+	return 1;
+}
+
+static void
+data_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+
+	CHAIN_DONE(s);
+	if (gh_verdict_is_reject(o->verdict)) {
+		/* Nothing that follows is message content: the client's
+		 * pipelined text will be read as commands (RFC 2920 3.1). */
+		if (!reply_outcome(s, o))
+			session_resume(s);
+		return;
+	}
+	reply_line(s, o->code, ' ', NULL, o->text);
+	message_begin(s);
+	s->state = ST_DATA;
+	session_resume(s);
+}
+
+static void
+cmd_data(struct session *s, char *arg)
+{
+	struct gh_call proto;
+
+	(void)arg;
+	if (!txn_ready_for_data(s))
+		return;
+	if (s->bdat_used) {
+		reply(s, 503, "5.5.1", "Error: DATA after BDAT");
+		return;
+	}
+	call_init(s, &proto, GH_HOOK_DATA);
+	run_chain(s, &proto, data_done);
+}
+
+/* Read DATA content from the input; returns 1 when the end was seen. */
+static int
+data_input(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v[16];
+	size_t consumed = 0;
+	int i, n, done = 0;
+
+	n = evbuffer_peek(in, -1, NULL, v, 16);
+	for (i = 0; i < n && i < 16 && !done; i++)
+		consumed += df_feed_data(&s->df, v[i].iov_base, v[i].iov_len,
+					 content_emit, s, &done);
+	evbuffer_drain(in, consumed);
+	if (!done)
+		return 0;
+	s->state = ST_CMD;
+	message_end(s);
+	return 1;
+}
+
+static void
+bdat_chunk_start(struct session *s)
+{
+	s->state = ST_BDAT;
+}
+
+static void
+bdat_data_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+
+	CHAIN_DONE(s);
+	if (gh_verdict_is_reject(o->verdict)) {
+		/* The chunk still arrives: swallow it, then refuse. */
+		s->bdat_discard = 1;
+		snprintf(s->bdat_reply, sizeof(s->bdat_reply), "%d %s %s",
+			 o->code, o->enh, o->text);
+		txn_reset(s);
+	} else {
+		message_begin(s);
+	}
+	bdat_chunk_start(s);
+	session_resume(s);
+}
+
+static int
+bdat_parse(const char *arg, uint64_t *size, int *last)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)arg[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (errno != 0 || v > INT64_MAX)
+		return -1;
+	*size = v;
+	*last = 0;
+	if (*end == '\0')
+		return 0;
+	if (*end == ' ' && strcasecmp(end + 1, "LAST") == 0) {
+		*last = 1;
+		return 0;
+	}
+	return -1;
+}
+
+static void
+bdat_refuse(struct session *s, const char *fmt)
+{
+	s->bdat_discard = 1;
+	snprintf(s->bdat_reply, sizeof(s->bdat_reply), "%s", fmt);
+	bdat_chunk_start(s);
+}
+
+static void
+cmd_bdat(struct session *s, char *arg)
+{
+	struct gh_call proto;
+	uint64_t size;
+	int last;
+
+	if (bdat_parse(arg, &size, &last) != 0) {
+		/* Without a valid size the chunk's end cannot be found, so
+		 * the stream cannot be trusted any more. */
+		reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+		session_close(s);
+		return;
+	}
+	s->bdat_left = size;
+	s->bdat_last = last;
+	s->bdat_discard = 0;
+	if (s->conn->txn == NULL) {
+		bdat_refuse(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (s->conn->txn->nrcpts == 0) {
+		bdat_refuse(s, "554 5.5.1 Error: no valid recipients");
+		return;
+	}
+	if (s->bdat_used) {
+		bdat_chunk_start(s);
+		return;
+	}
+	s->bdat_used = 1;
+	call_init(s, &proto, GH_HOOK_DATA);
+	run_chain(s, &proto, bdat_data_done);
+}
+
+static void
+bdat_chunk_end(struct session *s)
+{
+	s->state = ST_CMD;
+	if (s->bdat_discard) {
+		struct evbuffer *out = bufferevent_get_output(s->bev);
+
+		gh_log(GH_LOG_PROTO, "%s > %s", s->conn->id, s->bdat_reply);
+		evbuffer_add_printf(out, "%s\r\n", s->bdat_reply);
+		s->bdat_discard = 0;
+		return;
+	}
+	if (!s->bdat_last) {
+		reply(s, 250, "2.0.0", "%" PRIu64 " octets received",
+		      s->size);
+		return;
+	}
+	df_bdat_last(&s->df, content_emit, s);
+	message_end(s);
+}
+
+/* Read BDAT chunk octets; returns 1 when the chunk is complete. */
+static int
+bdat_input(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v[16];
+	int i, n;
+
+	while (s->bdat_left > 0) {
+		size_t taken = 0;
+
+		n = evbuffer_peek(in, (ev_ssize_t)(s->bdat_left > SSIZE_MAX ?
+		    SSIZE_MAX : s->bdat_left), NULL, v, 16);
+		if (n <= 0)
+			return 0;
+		for (i = 0; i < n && i < 16; i++) {
+			size_t len = v[i].iov_len;
+
+			if (len > s->bdat_left - taken)
+				len = (size_t)(s->bdat_left - taken);
+			if (!s->bdat_discard)
+				df_feed_bdat(&s->df, v[i].iov_base, len,
+					     content_emit, s);
+			taken += len;
+		}
+		evbuffer_drain(in, taken);
+		s->bdat_left -= taken;
+	}
+	bdat_chunk_end(s);
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* End of message: checks, data_headers, data_post, queue, queue_ok.    */
+
+static void
+message_reply(struct session *s, int code, const char *enh, const char *text)
+{
+	log_trace(s, code, enh, text);
+	reply(s, code, enh, "%s", text);
+	txn_reset(s);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){
+	    (time_t)conf_of(s)->timeout_command, 0 }, NULL);
+}
+
+static void
+message_outcome(struct session *s, const struct gh_outcome *o)
+{
+	log_trace(s, o->code, o->enh, o->text);
+	txn_reset(s);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){
+	    (time_t)conf_of(s)->timeout_command, 0 }, NULL);
+	if (!reply_outcome(s, o))
+		session_resume(s);
+}
+
+static void
+queue_ok_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+	struct gh_txn *t = s->conn->txn;
+	char text[REPLY_LINE];
+
+	(void)o;
+	CHAIN_DONE(s);
+	s->nmessages++;
+	if (t->queue_reply != NULL)
+		snprintf(text, sizeof(text), "Message accepted: %s",
+			 t->queue_reply);
+	else
+		snprintf(text, sizeof(text), "Message accepted as %s", t->id);
+	message_reply(s, 250, "2.0.0", text);
+	session_resume(s);
+}
+
+static void
+queue_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+	struct gh_call proto;
+
+	CHAIN_DONE(s);
+	if (o->action != GH_WIRE_NEXT) {
+		message_outcome(s, o);
+		return;
+	}
+	call_init(s, &proto, GH_HOOK_QUEUE_OK);
+	run_chain(s, &proto, queue_ok_done);
+}
+
+static void
+add_received(struct session *s)
+{
+	struct gh_conn *c = s->conn;
+	struct gh_txn *t = c->txn;
+	char helo[HELO_MAX * 4 + 8], date[64], rcpt[600] = "";
+	const char *proto;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	/* The HELO name is the client's text: never raw in a header. */
+	gh_sanitize(helo, sizeof(helo), c->helo ? c->helo : "unknown",
+		    strlen(c->helo ? c->helo : "unknown"));
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	if (t->nrcpts == 1)
+		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>",
+			 t->rcpts->path.addr.mailbox);
+	/* RFC 3848 protocol names. */
+	proto = c->esmtp ? (c->tls ? (c->auth_user ? "ESMTPSA" : "ESMTPS") :
+	    (c->auth_user ? "ESMTPA" : "ESMTP")) : "SMTP";
+	gh_header_insert(t, 0, "Received", gh_psprintf(t->pool,
+	    "from %s (%s [%s])\r\n\tby %s (gatehouse relayd) with %s id %s%s;"
+	    "\r\n\t%s", helo, c->rdns ? c->rdns : "unknown", c->remote_ip,
+	    s->srv->hostname, proto, t->id, rcpt, date));
+}
+
+static void
+data_post_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+	struct gh_call proto;
+	const char *trace = conf_of(s)->trace_header;
+
+	CHAIN_DONE(s);
+	if (o->action != GH_WIRE_NEXT) {
+		message_outcome(s, o);
+		return;
+	}
+	if (conf_of(s)->received_header)
+		add_received(s);
+	if (trace != NULL && trace[0] != '\0') {
+		char results[1024];
+
+		gh_results_format(s->conn->results, s->conn->txn->results,
+				  results, sizeof(results));
+		gh_header_insert(s->conn->txn, 0, trace, gh_psprintf(
+		    s->conn->txn->pool, "%s", results[0] ? results : "none"));
+	}
+	call_init(s, &proto, GH_HOOK_QUEUE);
+	run_chain(s, &proto, queue_done);
+}
+
+static void
+data_headers_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+	struct gh_call proto;
+
+	CHAIN_DONE(s);
+	if (o->action != GH_WIRE_NEXT) {
+		message_outcome(s, o);
+		return;
+	}
+	call_init(s, &proto, GH_HOOK_DATA_POST);
+	run_chain(s, &proto, data_post_done);
+}
+
+static void
+max_data_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+
+	CHAIN_DONE(s);
+	message_outcome(s, o);
+}
+
+static void
+message_end(struct session *s)
+{
+	struct gh_txn *t = s->conn->txn;
+	enum gh_msg_status st = gh_msg_finish(t->msg);
+	struct gh_call proto;
+
+	if (s->too_big) {
+		gh_log(GH_LOG_INFO, "%s message of %" PRIu64 " octets over "
+		       "the limit %lld", s->conn->id, s->size,
+		       conf_of(s)->max_message_size);
+		call_init(s, &proto, GH_HOOK_MAX_DATA_EXCEEDED);
+		run_chain(s, &proto, max_data_done);
+		return;
+	}
+	if ((s->df.bare_lf || s->df.bare_cr) && conf_of(s)->bare_line_ends) {
+		/* DESIGN: bare CR or LF is refused when so configured, to
+		 * close SMTP smuggling in both directions. */
+		gh_log(GH_LOG_INFO, "%s message refused: %lu bare LF, %lu "
+		       "bare CR", s->conn->id, s->df.bare_lf, s->df.bare_cr);
+		message_reply(s, 550, "5.5.2",
+			      "Message contains bare CR or LF line endings");
+		return;
+	}
+	if (st == GH_MSG_HEADER_TOO_BIG) {
+		gh_log(GH_LOG_INFO, "%s header block over the limits (%lld "
+		       "octets, %lld a line)", s->conn->id,
+		       conf_of(s)->max_header_size,
+		       conf_of(s)->max_header_line);
+		message_reply(s, 552, "5.3.4", "Message header size exceeds "
+			      "limit");
+		return;
+	}
+	if (st != GH_MSG_OK) {
+		gh_log(GH_LOG_ERR, "%s cannot store the message: %s",
+		       s->conn->id, strerror(errno));
+		message_reply(s, 451, "4.3.0", "Local error in processing, "
+			      "try again later");
+		return;
+	}
+	call_init(s, &proto, GH_HOOK_DATA_HEADERS);
+	run_chain(s, &proto, data_headers_done);
+}
+
+/* ------------------------------------------------------------------ */
+/* The other commands.                                                 */
+
+static void
+cmd_rset(struct session *s, char *arg)
+{
+	(void)arg;
+	txn_reset(s);
+	reply(s, 250, "2.0.0", "Reset state");
+}
+
+static void
+cmd_noop(struct session *s, char *arg)
+{
+	(void)arg;
+	reply(s, 250, "2.0.0", "OK");
+}
+
+static void
+cmd_quit(struct session *s, char *arg)
+{
+	(void)arg;
+	reply(s, 221, "2.0.0", "%s closing connection", s->srv->hostname);
+	session_close(s);
+}
+
+static void
+cmd_vrfy(struct session *s, char *arg)
+{
+	if (arg[0] == '\0') {
+		reply(s, 501, "5.5.4", "Syntax: VRFY address");
+		return;
+	}
+	/* RFC 5321 3.5.3: 252 when we will not say. */
+	reply(s, 252, "2.5.2", "Cannot VRFY user, but will accept message "
+	      "and attempt delivery");
+}
+
+static void
+cmd_help(struct session *s, char *arg)
+{
+	(void)arg;
+	reply_line(s, 214, '-', "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA "
+		   "BDAT RSET NOOP QUIT VRFY HELP");
+	reply(s, 214, "2.0.0", "See RFC 5321");
+}
+
+static const struct command commands[] = {
+	{ "HELO", 0, cmd_helo },
+	{ "EHLO", 0, cmd_ehlo },
+	{ "MAIL", NEED_HELO, cmd_mail },
+	{ "RCPT", NEED_HELO | NEED_MAIL, cmd_rcpt },
+	{ "DATA", NEED_HELO | NO_ARGS, cmd_data },
+	{ "BDAT", NEED_HELO, cmd_bdat },
+	{ "RSET", NO_ARGS, cmd_rset },
+	{ "NOOP", 0, cmd_noop },
+	{ "QUIT", NO_ARGS, cmd_quit },
+	{ "VRFY", 0, cmd_vrfy },
+	{ "HELP", 0, cmd_help },
+	{ NULL, 0, NULL }
+};
+
+static const struct command *
+command_find(const char *verb)
+{
+	const struct command *c;
+
+	for (c = commands; c->name != NULL; c++)
+		if (strcasecmp(c->name, verb) == 0)
+			return c;
+	return NULL;
+}
+
+static void
+unrecognized_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+
+	CHAIN_DONE(s);
+	if (reply_outcome(s, o))
+		return;
+	if (o->verdict != GH_OK &&
+	    ++s->nunrecognized >= (unsigned)conf_of(s)->max_unrecognized) {
+		gh_log(GH_LOG_INFO, "%s too many unrecognized commands (%u)",
+		       s->conn->id, s->nunrecognized);
+		reply(s, 421, "4.7.0", "%s Error: too many unrecognized "
+		      "commands", s->srv->hostname);
+		session_close(s);
+		return;
+	}
+	session_resume(s);
+}
+
+static void
+command_unrecognized(struct session *s, const char *line)
+{
+	struct gh_call proto;
+
+	call_init(s, &proto, GH_HOOK_UNRECOGNIZED_COMMAND);
+	proto.arg = line;
+	run_chain(s, &proto, unrecognized_done);
+}
+
+/* Is the command allowed in this state?  Replies 503 when not. */
+static int
+command_state_ok(struct session *s, const struct command *c, const char *arg)
+{
+	if ((c->flags & NEED_HELO) && !s->helo_ok) {
+		reply(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+		return 0;
+	}
+	if ((c->flags & NEED_MAIL) && s->conn->txn == NULL) {
+		reply(s, 503, "5.5.1", "Error: need MAIL command");
+		return 0;
+	}
+	if ((c->flags & NO_ARGS) && arg[0] != '\0') {
+		reply(s, 501, "5.5.4", "Syntax: %s", c->name);
+		return 0;
+	}
+	return 1;
+}
+
+static void
+command_dispatch(struct session *s, char *line)
+{
+	const struct command *c;
+	char clean[1024], *arg;
+	size_t vlen = strcspn(line, " ");
+
+	gh_sanitize(clean, sizeof(clean), line, strlen(line));
+	gh_log(GH_LOG_PROTO, "%s < %s", s->conn->id, clean);
+	arg = line + vlen;
+	if (*arg == ' ')
+		*arg++ = '\0';
+	c = command_find(line);
+	if (s->loop && (c == NULL || c->proceed != cmd_quit)) {
+		struct evbuffer *out = bufferevent_get_output(s->bev);
+
+		evbuffer_add_printf(out, "%s\r\n", s->loop_reply);
+		return;
+	}
+	if (c == NULL) {
+		if (arg > line + vlen)
+			arg[-1] = ' ';	/* give plugins the whole line */
+		command_unrecognized(s, line);
+		return;
+	}
+	if (!command_state_ok(s, c, arg))
+		return;
+	c->proceed(s, arg);
+}
+
+/* Take one command line from the input; returns 0 if none is complete. */
+static int
+command_input(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t max = (size_t)conf_of(s)->max_line_length, len;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL,
+						      EVBUFFER_EOL_LF);
+
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) <= max)
+			return 0;
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (!s->discard_line) {
+			/* RFC 5321 4.5.3.1.4: 512 octets a command line;
+			 * answer once, skip to the line's end. */
+			s->discard_line = 1;
+			gh_log(GH_LOG_INFO, "%s command line over %zu "
+			       "octets", s->conn->id, max);
+			reply(s, 500, "5.5.2", "Error: line too long");
+		}
+		return 0;
+	}
+	len = (size_t)eol.pos;
+	if (s->discard_line || len > max) {
+		evbuffer_drain(in, len + 1);
+		if (!s->discard_line)
+			reply(s, 500, "5.5.2", "Error: line too long");
+		s->discard_line = 0;
+		return 1;
+	}
+	evbuffer_remove(in, s->line, len + 1);
+	s->line[len] = '\0';
+	if (len > 0 && s->line[len - 1] == '\r')
+		s->line[--len] = '\0';
+	if (memchr(s->line, '\0', len) != NULL) {
+		reply(s, 500, "5.5.2", "Error: NUL in command line");
+		return 1;
+	}
+	command_dispatch(s, s->line);
+	return 1;
+}
+
+static void
+session_process(struct session *s)
+{
+	int progress = 1;
+
+	s->processing = 1;
+	while (progress && !s->busy && s->state != ST_CLOSING) {
+		switch (s->state) {
+		case ST_DATA:
+			progress = data_input(s);
+			break;
+		case ST_BDAT:
+			progress = bdat_input(s);
+			break;
+		default:
+			progress = command_input(s);
+			break;
+		}
+	}
+	s->processing = 0;
+	if (s->eof && !s->busy && s->state != ST_CLOSING)
+		session_close(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Lifetime.                                                           */
+
+static void
+session_free(struct session *s)
+{
+	struct gh_call proto;
+	struct gh_chain *ch;
+
+	gh_chain_cancel(s->chain);
+	s->chain = NULL;
+	txn_reset(s);
+	call_init(s, &proto, GH_HOOK_DISCONNECT);
+	ch = gh_chain_run(s->srv->rt, &proto, noop_done, NULL);
+	gh_chain_cancel(ch);
+	gh_log(GH_LOG_DEBUG, "%s closed: %" PRIu64 " messages", s->conn->id,
+	       s->nmessages);
+	if (s->counted)
+		conn_table_leave(s->srv->conns, (struct sockaddr *)&s->sa);
+	bufferevent_free(s->bev);
+	event_free(s->close_ev);
+	gh_pool_destroy(s->scratch);
+	gh_conn_free(s->conn);
+	free(s->line);
+	server_session_closed(s->srv);
+	free(s);
+}
+
+static void
+close_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_free(arg);
+}
+
+/* Close once the pending replies are written; never free from inside
+ * the call stack that asked for it. */
+static void
+session_close(struct session *s)
+{
+	if (s->state == ST_CLOSING)
+		return;
+	s->state = ST_CLOSING;
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		event_active(s->close_ev, 0, 0);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (s->state == ST_CONNECT) {
+		/* Talking before the greeting: an early talker. */
+		if (!s->conn->early_talker)
+			gh_log(GH_LOG_INFO, "%s early talker: input before "
+			       "the greeting", s->conn->id);
+		s->conn->early_talker = 1;
+		return;
+	}
+	if (!s->processing)
+		session_process(s);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (s->state == ST_CLOSING)
+		event_active(s->close_ev, 0, 0);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (s->state == ST_CLOSING) {
+		event_active(s->close_ev, 0, 0);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->busy) {
+			/* Waiting on a plugin, not on the client: the
+			 * plugin's own deadline applies. */
+			bufferevent_enable(s->bev, EV_READ);
+			return;
+		}
+		/* RFC 5321 4.5.3.2 */
+		gh_log(GH_LOG_INFO, "%s timeout in %s", s->conn->id,
+		       s->state == ST_CMD ? "command" : "data");
+		reply(s, 421, "4.4.2", "%s Error: timeout exceeded",
+		      s->srv->hostname);
+		session_close(s);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		s->eof = 1;
+		if (s->busy)
+			return;
+		session_process(s);
+		if (s->state != ST_CLOSING)
+			session_close(s);
+		return;
+	}
+	/* A socket error: nothing can be written any more. */
+	gh_log(GH_LOG_DEBUG, "%s connection error: %s", s->conn->id,
+	       strerror(errno));
+	s->state = ST_CLOSING;
+	event_active(s->close_ev, 0, 0);
+}
+
+static void
+addr_fill(struct gh_conn *c, const struct sockaddr *sa, int local)
+{
+	char *ip = local ? c->local_ip : c->remote_ip;
+	int *port = local ? &c->local_port : &c->remote_port;
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(c->remote_ip));
+		*port = ntohs(s6->sin6_port);
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(c->remote_ip));
+		*port = ntohs(s4->sin_port);
+	}
+}
+
+void
+session_start(struct server *srv, int fd, const struct sockaddr *sa,
+	      socklen_t salen)
+{
+	const struct relayd_conf *cf = srv->conf;
+	struct session *s = calloc(1, sizeof(*s));
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+
+	if (s == NULL || (s->line = malloc((size_t)cf->max_line_length + 2))
+	    == NULL) {
+		free(s);
+		close(fd);
+		return;
+	}
+	srv->nsessions++;
+	s->srv = srv;
+	memcpy(&s->sa, sa, salen);
+	s->conn = gh_conn_new(srv->base);
+	s->conn->hostname = srv->hostname;
+	s->conn->listener_role = "mx";
+	memcpy(&s->conn->remote_sa, sa, salen);
+	addr_fill(s->conn, sa, 0);
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+		addr_fill(s->conn, (struct sockaddr *)&local, 1);
+	s->scratch = gh_pool_create();
+	s->close_ev = event_new(srv->base, -1, 0, close_cb, s);
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){
+	    (time_t)cf->timeout_command, 0 }, NULL);
+	/* Bound what a client can make us buffer while we are busy. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
+	bufferevent_enable(s->bev, EV_READ);
+	gh_log(GH_LOG_DEBUG, "%s connect from %s port %d", s->conn->id,
+	       s->conn->remote_ip, s->conn->remote_port);
+	if (conn_table_enter(srv->conns, sa, cf->max_connections,
+			     cf->max_connections_per_ip) != 0) {
+		gh_log(GH_LOG_INFO, "%s refused %s: too many connections",
+		       s->conn->id, s->conn->remote_ip);
+		reply(s, 421, "4.7.0", "%s Error: too many connections",
+		      srv->hostname);
+		session_close(s);
+		return;
+	}
+	s->counted = 1;
+	s->state = ST_CONNECT;
+	connect_start(s);
+}

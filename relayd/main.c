@@ -480,7 +480,10 @@ master_run(struct master *m)
 			if (!m->stopping)
 				master_reload(m);
 		}
-		if (got_term && !m->stopping) {
+		if (got_term) {
+			got_term = 0;
+			if (m->stopping)
+				continue;
 			m->stopping = 1;
 			gh_log(GH_LOG_INFO, "stopping: draining sessions");
 			master_signal_old(m, SIGTERM, 1);

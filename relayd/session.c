@@ -1152,9 +1152,9 @@ unrecognized_done(void *arg, const struct gh_outcome *o)
 	struct session *s = arg;
 
 	CHAIN_DONE(s);
-	if (reply_outcome(s, o))
-		return;
-	if (o->verdict != GH_OK &&
+	/* At the limit the 421 is this command's only reply: a pipelining
+	 * client pairs replies with commands (RFC 2920 3.1). */
+	if (o->verdict != GH_OK && o->action != GH_WIRE_CLOSE &&
 	    ++s->nunrecognized >= (unsigned)conf_of(s)->max_unrecognized) {
 		gh_log(GH_LOG_INFO, "%s too many unrecognized commands (%u)",
 		       s->conn->id, s->nunrecognized);
@@ -1163,7 +1163,8 @@ unrecognized_done(void *arg, const struct gh_outcome *o)
 		session_close(s);
 		return;
 	}
-	session_resume(s);
+	if (!reply_outcome(s, o))
+		session_resume(s);
 }
 
 static void
@@ -1225,6 +1226,17 @@ command_dispatch(struct session *s, char *line)
 	c->proceed(s, arg);
 }
 
+/* RFC 5321 4.5.3.1.4: a command line is at most max_line_length octets
+ * (512 by default), its CRLF included.  A longer one is answered once,
+ * skipped to its end, and the session goes on. */
+static void
+line_too_long(struct session *s)
+{
+	gh_log(GH_LOG_INFO, "%s command line over %lld octets", s->conn->id,
+	       conf_of(s)->max_line_length);
+	reply(s, 500, "5.5.2", "Error: line too long");
+}
+
 /* Take one command line from the input; returns 0 if none is complete. */
 static int
 command_input(struct session *s)
@@ -1235,24 +1247,21 @@ command_input(struct session *s)
 						      EVBUFFER_EOL_LF);
 
 	if (eol.pos < 0) {
-		if (evbuffer_get_length(in) <= max)
+		/* max octets and no LF yet: the line is already too long. */
+		if (evbuffer_get_length(in) < max)
 			return 0;
 		evbuffer_drain(in, evbuffer_get_length(in));
 		if (!s->discard_line) {
-			/* RFC 5321 4.5.3.1.4: 512 octets a command line;
-			 * answer once, skip to the line's end. */
 			s->discard_line = 1;
-			gh_log(GH_LOG_INFO, "%s command line over %zu "
-			       "octets", s->conn->id, max);
-			reply(s, 500, "5.5.2", "Error: line too long");
+			line_too_long(s);
 		}
 		return 0;
 	}
 	len = (size_t)eol.pos;
-	if (s->discard_line || len > max) {
+	if (s->discard_line || len + 1 > max) {
 		evbuffer_drain(in, len + 1);
 		if (!s->discard_line)
-			reply(s, 500, "5.5.2", "Error: line too long");
+			line_too_long(s);
 		s->discard_line = 0;
 		return 1;
 	}

@@ -7,7 +7,10 @@
  * SIGHUP reloads the configuration by starting a new generation of
  * workers and letting the old one drain, so no session is dropped.  The
  * master keeps its privileges (a reload may bind new ports); workers
- * drop theirs right after fork.
+ * drop theirs right after fork.  Whatever would only fail once running
+ * (plugin start-up, the user, listen syntax) is checked by -t, at start
+ * and before a reload is committed, so a bad file never replaces a good
+ * one.
  */
 #include "config.h"
 
@@ -132,12 +135,13 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: relayd [-dt] [-c file]\n"
-	    "       relayd -l | -h plugin | -R | -V\n"
+	    "       relayd -l | -h plugin | -p name | -R | -V\n"
 	    "  -c file    configuration (default %s/relayd.conf)\n"
 	    "  -d         run in the background\n"
 	    "  -t         check the configuration and exit (0 good, 2 bad)\n"
 	    "  -l         list the plugins\n"
 	    "  -h plugin  print a plugin's documentation and directives\n"
+	    "  -p name    write a skeleton plugin called name to stdout\n"
 	    "  -R         print the table of verdicts and wire replies\n"
 	    "  -V         print the version\n", GH_SYSCONFDIR);
 	exit(2);
@@ -262,6 +266,78 @@ listeners_close_unused(const struct server *old, const struct server *cur)
 }
 
 /* ------------------------------------------------------------------ */
+/* Checks beyond the directive tables.                                 */
+
+/* "host:port" with a numeric port: a name is resolved only at bind. */
+static int
+check_listen(const struct relayd_conf *c, const char *file, char *err,
+	     size_t errlen)
+{
+	char host[256], port[32], *end;
+	unsigned long n;
+	size_t i;
+
+	for (i = 0; i < c->listen.n; i++) {
+		if (split_hostport(c->listen.v[i], host, sizeof(host), port,
+				   sizeof(port)) == 0) {
+			n = strtoul(port, &end, 10);
+			if (port[0] >= '0' && port[0] <= '9' && *end == '\0' &&
+			    n >= 1 && n <= 65535)
+				continue;
+		}
+		snprintf(err, errlen, "%s: relayd.listen: \"%s\": expected "
+			 "host:port or [v6]:port, port 1..65535", file,
+			 c->listen.v[i]);
+		return -1;
+	}
+	return 0;
+}
+
+/* Workers switch to the user after fork; a name that does not exist
+ * would have them die and be restarted forever. */
+static int
+check_user(const struct relayd_conf *c, const char *file, char *err,
+	   size_t errlen)
+{
+	if (c->user[0] == '\0' || getpwnam(c->user) != NULL)
+		return 0;
+	snprintf(err, errlen, "%s: relayd.user: no user called \"%s\"", file,
+		 c->user);
+	return -1;
+}
+
+/* Start every plugin once, as a worker will, and throw it away. */
+static int
+check_runtime(const char *path, struct loaded *l, char *err, size_t errlen)
+{
+	struct event_base *base = event_base_new();
+	struct gh_runtime *rt;
+	char why[512];
+
+	if (base == NULL) {
+		snprintf(err, errlen, "cannot create an event loop");
+		return -1;
+	}
+	rt = gh_runtime_create(l->cfg, base, why, sizeof(why));
+	gh_runtime_free(rt);
+	event_base_free(base);
+	if (rt != NULL)
+		return 0;
+	snprintf(err, errlen, "%s: %s", path, why);
+	return -1;
+}
+
+static int
+config_check(const char *path, struct loaded *l, char *err, size_t errlen)
+{
+	if (check_listen(&l->conf, path, err, errlen) != 0 ||
+	    check_user(&l->conf, path, err, errlen) != 0 ||
+	    check_runtime(path, l, err, errlen) != 0)
+		return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* Workers.                                                            */
 
 static int
@@ -340,10 +416,25 @@ struct master {
 	const char *path;
 	struct loaded cur;
 	struct server srv;
+	char hostname[256];	/* srv.hostname: outlives a reload */
+	char pid_file[PATH_MAX];/* as written, removed at exit */
 	struct worker w[MAX_WORKERS * 2];
 	unsigned gen;
 	int stopping;
 };
+
+/* The name in our greeting: the configured one, else the system's. */
+static void
+master_hostname(struct master *m)
+{
+	if (m->cur.conf.hostname[0] != '\0')
+		snprintf(m->hostname, sizeof(m->hostname), "%s",
+			 m->cur.conf.hostname);
+	else if (gethostname(m->hostname, sizeof(m->hostname)) != 0)
+		snprintf(m->hostname, sizeof(m->hostname), "localhost");
+	m->hostname[sizeof(m->hostname) - 1] = '\0';
+	m->srv.hostname = m->hostname;
+}
 
 static void
 master_fill(struct master *m)
@@ -414,15 +505,21 @@ master_reload(struct master *m)
 	struct server nsrv;
 	char err[1024];
 
-	if (config_load(m->path, &next, err, sizeof(err)) != 0) {
+	/* Plugin start-up is checked here too: new workers that cannot
+	 * start would replace old ones that can. */
+	if (config_load(m->path, &next, err, sizeof(err)) != 0 ||
+	    config_check(m->path, &next, err, sizeof(err)) != 0) {
 		gh_log(GH_LOG_ERR, "reload failed, keeping the running "
 		       "configuration: %s", err);
+		gh_config_free(next.cfg);
 		return;
 	}
 	memset(&nsrv, 0, sizeof(nsrv));
 	nsrv.conns = m->srv.conns;
 	if (listeners_open(&nsrv, &next.conf, &m->srv, err, sizeof(err)) != 0) {
-		gh_log(GH_LOG_ERR, "reload failed: %s", err);
+		gh_log(GH_LOG_ERR, "reload failed, keeping the running "
+		       "configuration: %s", err);
+		listeners_close_unused(&nsrv, &m->srv);
 		gh_config_free(next.cfg);
 		return;
 	}
@@ -431,13 +528,30 @@ master_reload(struct master *m)
 	m->cur = next;
 	nsrv.conf = &m->cur.conf;
 	nsrv.cfg = m->cur.cfg;
-	nsrv.hostname = m->srv.hostname;
 	m->srv = nsrv;
+	/* The old hostname pointed into the configuration just freed. */
+	master_hostname(m);
 	gh_log_set_level(m->cur.log.level);
 	m->gen++;
 	gh_log(GH_LOG_INFO, "configuration reloaded: generation %u", m->gen);
 	master_fill(m);
 	master_signal_old(m, SIGTERM, 0);
+}
+
+/*
+ * Stopping: the workers close their copies as they start to drain; once
+ * ours is closed too, the kernel refuses new connections instead of
+ * queueing them where nobody will accept them.
+ */
+static void
+master_close_listeners(struct master *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->srv.nlisten; i++) {
+		close(m->srv.listen_fd[i]);
+		m->srv.listen_fd[i] = -1;
+	}
 }
 
 static int
@@ -486,6 +600,7 @@ master_run(struct master *m)
 				continue;
 			m->stopping = 1;
 			gh_log(GH_LOG_INFO, "stopping: draining sessions");
+			master_close_listeners(m);
 			master_signal_old(m, SIGTERM, 1);
 			if (master_reap(m) == 0)
 				break;
@@ -497,36 +612,203 @@ master_run(struct master *m)
 
 /* ------------------------------------------------------------------ */
 
+/* Written after daemon(), so it names the process that stays. */
 static int
-write_pid(const char *path)
+pid_file_write(struct master *m)
 {
+	const char *path = m->cur.conf.pid_file;
 	FILE *fp;
 
-	if (path == NULL || path[0] == '\0')
+	if (path[0] == '\0')
 		return 0;
 	if ((fp = fopen(path, "w")) == NULL) {
-		gh_log(GH_LOG_ERR, "%s: %s", path, strerror(errno));
+		gh_log(GH_LOG_ERR, "pid_file %s: %s", path, strerror(errno));
 		return -1;
 	}
 	fprintf(fp, "%d\n", (int)getpid());
-	fclose(fp);
+	if (fclose(fp) != 0) {
+		gh_log(GH_LOG_ERR, "pid_file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* A reload may name another file; the one written is removed. */
+	snprintf(m->pid_file, sizeof(m->pid_file), "%s", path);
 	return 0;
 }
 
-static int
-check_runtime(struct loaded *l, char *err, size_t errlen)
+static void
+pid_file_remove(const struct master *m)
 {
-	struct event_base *base = event_base_new();
-	struct gh_runtime *rt;
+	if (m->pid_file[0] != '\0' && unlink(m->pid_file) != 0)
+		gh_log(GH_LOG_WARN, "pid_file %s: %s", m->pid_file,
+		       strerror(errno));
+}
 
-	if (base == NULL) {
-		snprintf(err, errlen, "cannot create an event loop");
-		return -1;
+/* ------------------------------------------------------------------ */
+/* -p NAME: a plugin to start from.  contrib/plugin-skeleton.c is the
+ * output of `relayd -p skeleton` (a test keeps the two equal). */
+
+static const char *const skeleton[] = {
+	"/*",
+	" * @NAME@.c - a gatehouse plugin: say in one line what it does.",
+	" *",
+	" * Written by `relayd -p @NAME@` as a starting point.  The",
+	" * contract is filters/filter.h: a plugin is this one file, which",
+	" * exports one constant module descriptor (name, description,",
+	" * manual, directive table, hook table, init, fini); everything",
+	" * else is static.  The core parses and checks the settings,",
+	" * orders the chain and runs the loop.",
+	" *",
+	" * This example refuses the recipients listed in `refuse` at the",
+	" * rcpt hook and leaves every other decision to the chain.",
+	" *",
+	" * Two ways to build it, from this same file:",
+	" *  - built in: save it as filters/@NAME@.c and add @NAME@ to",
+	" *    GH_PLUGINS in Makefile.am.  The generated filters/modules.c",
+	" *    refers to the descriptor by its built-in name,",
+	" *    gh_module_@NAME@: each built-in plugin needs a symbol of",
+	" *    its own.",
+	" *  - as a shared object:",
+	" *      cc -shared -fPIC -I GATEHOUSE/filters \\",
+	" *          -o @NAME@.so @NAME@.c",
+	" *    then copy @NAME@.so into plugin_dir.  relayd dlopen()s",
+	" *    PLUGIN_DIR/@NAME@.so and looks up `gh_module` (the name a",
+	" *    loadable plugin exports), then gh_module_@NAME@, so this",
+	" *    file needs no change.  The ABI version is checked before",
+	" *    anything else is read.",
+	" *",
+	" * Then list it in `plugins = [ ..., \"@NAME@\" ];`, give it a",
+	" * group `@NAME@ = { ... };` and check with `relayd -t`;",
+	" * `relayd -h @NAME@` prints the manual below, then the",
+	" * directive table.",
+	" */",
+	"#include <stddef.h>",
+	"#include <stdio.h>",
+	"#include <strings.h>",
+	"",
+	"#include \"filter.h\"",
+	"",
+	"/* The group `@NAME@ = { ... };`, filled from the directive table. */",
+	"struct @NAME@_conf {",
+	"\tstruct gh_strlist refuse;",
+	"\tconst char *message;",
+	"};",
+	"",
+	"static const struct gh_directive @NAME@_directives[] = {",
+	"\t{ \"refuse\", GH_DT_STRLIST, offsetof(struct @NAME@_conf, refuse),",
+	"\t  \"[ ]\", 0, 1000, NULL,",
+	"\t  \"recipients to refuse with 550 5.1.1 (any case)\" },",
+	"\t{ \"message\", GH_DT_STRING, offsetof(struct @NAME@_conf, message),",
+	"\t  \"\\\"mailbox unavailable\\\"\", 0, 0, NULL,",
+	"\t  \"the text of the refusal\" },",
+	"\t{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }",
+	"};",
+	"",
+	"/* Once per worker, after the configuration was checked: refuse",
+	" * what the directive table cannot express, with a reason. */",
+	"static int",
+	"@NAME@_init(struct gh_plugin *p, char *err, size_t errlen)",
+	"{",
+	"\tconst struct @NAME@_conf *conf = p->conf;",
+	"\tsize_t i;",
+	"",
+	"\tfor (i = 0; i < conf->refuse.n; i++) {",
+	"\t\tif (conf->refuse.v[i][0] == '\\0') {",
+	"\t\t\tsnprintf(err, errlen, \"%s.refuse: empty mailbox\",",
+	"\t\t\t    p->name);",
+	"\t\t\treturn -1;",
+	"\t\t}",
+	"\t}",
+	"\treturn 0;",
+	"}",
+	"",
+	"/* RFC 5321 3.3: a recipient we will not accept gets a 550. */",
+	"static enum gh_verdict",
+	"@NAME@_rcpt(struct gh_call *c)",
+	"{",
+	"\tconst struct @NAME@_conf *conf = c->plugin->conf;",
+	"\tconst char *mailbox = c->path->addr.mailbox;",
+	"\tsize_t i;",
+	"",
+	"\tfor (i = 0; i < conf->refuse.n; i++) {",
+	"\t\tif (strcasecmp(mailbox, conf->refuse.v[i]) == 0) {",
+	"\t\t\tgh_clog(c, GH_LOG_INFO, \"refused recipient <%s>\",",
+	"\t\t\t    mailbox);",
+	"\t\t\tgh_result(c, GH_FAIL, \"refused %s\", mailbox);",
+	"\t\t\tgh_reply(c, 550, \"5.1.1\", \"%s\", conf->message);",
+	"\t\t\treturn GH_DENY;",
+	"\t\t}",
+	"\t}",
+	"\treturn GH_CONT;",
+	"}",
+	"",
+	"static const struct gh_hook_entry @NAME@_hooks[] = {",
+	"\t{ GH_HOOK_RCPT, @NAME@_rcpt },",
+	"\t{ 0, NULL }",
+	"};",
+	"",
+	"const struct gh_module gh_module_@NAME@ = {",
+	"\t.abi = GH_ABI_VERSION,",
+	"\t.name = \"@NAME@\",",
+	"\t.description = \"refuses the recipients it is given\",",
+	"\t.doc =",
+	"\t    \"At the rcpt hook, @NAME@ refuses each recipient\\n\"",
+	"\t    \"listed in `refuse` with 550 5.1.1 and the text\\n\"",
+	"\t    \"of `message`; other recipients go on down the\\n\"",
+	"\t    \"chain.\\n\"",
+	"\t    \"\\n\"",
+	"\t    \"Directives:\\n\"",
+	"\t    \"  refuse = [ ];\\n\"",
+	"\t    \"      mailboxes to refuse, in any case\\n\"",
+	"\t    \"  message = \\\"mailbox unavailable\\\";\\n\"",
+	"\t    \"      the text of the refusal\\n\"",
+	"\t    \"\\n\"",
+	"\t    \"Example:\\n\"",
+	"\t    \"  plugins = [ \\\"@NAME@\\\" ];\\n\"",
+	"\t    \"  @NAME@ = {\\n\"",
+	"\t    \"    refuse = [ \\\"abuse@example.test\\\" ];\\n\"",
+	"\t    \"  };\\n\",",
+	"\t.directives = @NAME@_directives,",
+	"\t.conf_size = sizeof(struct @NAME@_conf),",
+	"\t.hooks = @NAME@_hooks,",
+	"\t.init = @NAME@_init,",
+	"};",
+	NULL
+};
+
+/* The name becomes C identifiers and a libconfig group. */
+static int
+skeleton_name_valid(const char *s)
+{
+	size_t n;
+
+	if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+		return 0;
+	for (n = 0; s[n] != '\0'; n++)
+		if (!((s[n] >= 'a' && s[n] <= 'z') ||
+		      (s[n] >= 'A' && s[n] <= 'Z') ||
+		      (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+			return 0;
+	return n <= 64;
+}
+
+static int
+print_skeleton(const char *name)
+{
+	const char *line, *at;
+	size_t i;
+
+	if (!skeleton_name_valid(name)) {
+		fprintf(stderr, "relayd: -p \"%s\": a plugin name is a letter "
+			"then letters, digits or _ (at most 64)\n", name);
+		return 2;
 	}
-	rt = gh_runtime_create(l->cfg, base, err, errlen);
-	gh_runtime_free(rt);
-	event_base_free(base);
-	return rt != NULL ? 0 : -1;
+	for (i = 0; skeleton[i] != NULL; i++) {
+		for (line = skeleton[i];
+		     (at = strstr(line, "@NAME@")) != NULL; line = at + 6)
+			printf("%.*s%s", (int)(at - line), line, name);
+		printf("%s\n", line);
+	}
+	return fflush(stdout) == 0 ? 0 : 1;
 }
 
 static void
@@ -578,16 +860,18 @@ main(int argc, char **argv)
 {
 	static struct master m;
 	const char *path = GH_SYSCONFDIR "/relayd.conf", *help = NULL;
-	int ch, test = 0, daemonize = 0, list = 0;
-	char err[1024], host[256];
+	const char *skel = NULL;
+	int ch, test = 0, daemonize = 0, list = 0, rc;
+	char err[1024], abspath[PATH_MAX];
 
-	while ((ch = getopt(argc, argv, "c:dth:lRV")) != -1) {
+	while ((ch = getopt(argc, argv, "c:dth:lp:RV")) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
 		case 'd': daemonize = 1; break;
 		case 't': test = 1; break;
 		case 'h': help = optarg; break;
 		case 'l': list = 1; break;
+		case 'p': skel = optarg; break;
 		case 'R': print_wire_table(); return 0;
 		case 'V': printf("relayd (gatehouse) %s\n", PACKAGE_VERSION);
 			return 0;
@@ -597,6 +881,8 @@ main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 	gh_log_init("relayd", GH_LOG_INFO, 0);
+	if (skel != NULL)
+		return print_skeleton(skel);
 	if (list) {
 		gh_module_print_list(stdout);
 		return 0;
@@ -610,7 +896,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (config_load(path, &m.cur, err, sizeof(err)) != 0 ||
-	    check_runtime(&m.cur, err, sizeof(err)) != 0) {
+	    config_check(path, &m.cur, err, sizeof(err)) != 0) {
 		fprintf(stderr, "relayd: %s\n", err);
 		return 2;
 	}
@@ -618,18 +904,14 @@ main(int argc, char **argv)
 		printf("relayd: configuration %s is valid\n", path);
 		return 0;
 	}
+	/* daemon() moves to /: a reload must still find the file. */
+	if (realpath(path, abspath) != NULL)
+		path = abspath;
 	gh_log_init("relayd", m.cur.log.level, m.cur.log.syslog);
 	m.path = path;
 	m.srv.conf = &m.cur.conf;
 	m.srv.cfg = m.cur.cfg;
-	if (m.cur.conf.hostname[0] != '\0') {
-		m.srv.hostname = m.cur.conf.hostname;
-	} else {
-		if (gethostname(host, sizeof(host)) != 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		m.srv.hostname = strdup(host);
-	}
+	master_hostname(&m);
 	/* Four slots per allowed connection keeps probe chains short. */
 	m.srv.conns = conn_table_create((size_t)m.cur.conf.max_connections * 4
 					+ 1024);
@@ -643,7 +925,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "relayd: daemon: %s\n", strerror(errno));
 		return 1;
 	}
-	if (write_pid(m.cur.conf.pid_file) != 0)
+	if (pid_file_write(&m) != 0)
 		return 1;
-	return master_run(&m);
+	rc = master_run(&m);
+	pid_file_remove(&m);
+	return rc;
 }

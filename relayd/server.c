@@ -232,6 +232,7 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
 	struct timeval tv = { (time_t)srv->conf->drain_timeout, 0 };
+	size_t i;
 
 	(void)sig;
 	(void)what;
@@ -239,6 +240,13 @@ sigterm_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	srv->draining = 1;
 	server_stop_listening(srv);
+	/* Our copies of the listening sockets: once the master's and every
+	 * draining worker's are closed, new clients are refused by the
+	 * kernel rather than left in a backlog nobody accepts from. */
+	for (i = 0; i < srv->nlisten; i++) {
+		close(srv->listen_fd[i]);
+		srv->listen_fd[i] = -1;
+	}
 	gh_log(GH_LOG_INFO, "worker draining %lu sessions", srv->nsessions);
 	if (srv->nsessions == 0) {
 		event_base_loopbreak(srv->base);

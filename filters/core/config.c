@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "core.h"
 
@@ -104,6 +105,50 @@ source_name(const config_t *cf, const char *sf, const char *file,
 }
 
 /*
+ * libconfig joins adjacent string literals ("a" "b"), so it stamps a
+ * string element of a list with the line of the token after it: in
+ *
+ *	plugins = [
+ *	  "dnsbl"
+ *	];
+ *
+ * "dnsbl" is said to be on the line of "];".  Look back from there for
+ * the line that holds the string as written, no further than the line of
+ * the element before it (or of the list itself), which cannot be later.
+ * A value with quotes or backslashes is written escaped: left as is.
+ */
+static unsigned
+string_elem_line(const char *path, const config_setting_t *s, unsigned line)
+{
+	const config_setting_t *list = config_setting_parent(s);
+	char want[512], buf[4096];
+	unsigned low, n = 0, found = 0;
+	int idx = config_setting_index(s);
+	FILE *fp;
+
+	if (list == NULL || config_setting_type(s) != CONFIG_TYPE_STRING ||
+	    !(config_setting_is_array(list) || config_setting_is_list(list)) ||
+	    strpbrk(config_setting_get_string(s), "\"\\") != NULL)
+		return line;
+	low = idx > 0 ? config_setting_source_line(
+	    config_setting_get_elem(list, (unsigned)idx - 1)) :
+	    config_setting_source_line(list);
+	snprintf(want, sizeof(want), "\"%s\"", config_setting_get_string(s));
+	if (low == 0 || (fp = fopen(path, "r")) == NULL)
+		return line;
+	/* A line longer than buf counts as several: only numbering
+	 * complete lines matters, and those end in "\n". */
+	while (n < line && fgets(buf, sizeof(buf), fp) != NULL) {
+		if (strchr(buf, '\n') != NULL || feof(fp))
+			n++;
+		if (n >= low && strstr(buf, want) != NULL)
+			found = n + (strchr(buf, '\n') == NULL && !feof(fp));
+	}
+	fclose(fp);
+	return found > 0 ? found : line;
+}
+
+/*
  * "FILE:LINE: " for setting s.  libconfig knows the file a setting came
  * from, which differs from the main file for @include'd settings; file is
  * the fallback for strings parsed from memory.  LINE is left out when
@@ -120,6 +165,8 @@ where(char *buf, size_t n, const char *file, const config_setting_t *s)
 		line = config_setting_source_line(s);
 		f = source_name(s->config, config_setting_source_file(s), file,
 		    path, sizeof(path));
+		if (line > 0)
+			line = string_elem_line(f, s, line);
 	}
 	if (line > 0)
 		snprintf(buf, n, "%s:%u: ", f, line);
@@ -765,12 +812,18 @@ file_read(config_t *cf, struct gh_pool *pool, const char *path, char *err,
 {
 	const char *f;
 	char name[1024];
+	struct stat st;
 	FILE *fp;
 
 	/* libconfig reports only "file I/O error": open first to say
-	 * why. */
+	 * why.  A directory opens fine and fails on the first read. */
 	if ((fp = fopen(path, "r")) == NULL) {
 		err_plain(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(fp);
+		err_plain(err, errlen, "%s: %s", path, strerror(EISDIR));
 		return -1;
 	}
 	fclose(fp);

@@ -3,7 +3,9 @@
  *
  * Built-in modules are listed in filters/modules.c, which the build
  * generates from the plugin list in Makefile.am.  A third-party plugin is
- * PLUGIN_DIR/NAME.so exporting `const struct gh_module gh_module`; its ABI
+ * PLUGIN_DIR/NAME.so exporting `const struct gh_module gh_module`, or
+ * gh_module_NAME, the built-in name, so that one source file (such as
+ * the one `relayd -p NAME` writes) builds either way unchanged.  Its ABI
  * version is checked before anything else is read from it, as Redis does
  * for its modules.
  */
@@ -46,7 +48,7 @@ name_is_safe(const char *name)
 static const struct gh_module *
 shared_find(const char *name, const char *dir, char *err, size_t errlen)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], sym[128];
 	const struct gh_module *mod;
 	void *h;
 
@@ -62,9 +64,12 @@ shared_find(const char *name, const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", dlerror());
 		return NULL;
 	}
-	mod = dlsym(h, "gh_module");
+	snprintf(sym, sizeof(sym), "gh_module_%s", name);
+	if ((mod = dlsym(h, "gh_module")) == NULL)
+		mod = dlsym(h, sym);
 	if (mod == NULL) {
-		snprintf(err, errlen, "%s: no gh_module symbol", path);
+		snprintf(err, errlen, "%s: exports neither gh_module nor %s",
+			 path, sym);
 		dlclose(h);
 		return NULL;
 	}
@@ -101,8 +106,10 @@ gh_module_print_list(FILE *fp)
 {
 	size_t i;
 
+	/* At least two spaces after the name, however long: scripts
+	 * split on them. */
 	for (i = 0; gh_builtin_modules[i] != NULL; i++)
-		fprintf(fp, "%-20s %s\n", gh_builtin_modules[i]->name,
+		fprintf(fp, "%-18s  %s\n", gh_builtin_modules[i]->name,
 			gh_builtin_modules[i]->description);
 }
 

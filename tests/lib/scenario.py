@@ -7,6 +7,7 @@ counted; a failed step fails its test and ends the session.
 """
 import codecs
 import os
+import socket
 import sys
 import time
 
@@ -158,6 +159,12 @@ def run_step(relayd, step, conns, state):
             if time.time() > end:
                 raise Failure("log lacks %r" % want)
             time.sleep(0.05)
+    elif step.startswith("LOG-LACKS "):
+        for c in conns.values():
+            c.flush()
+        time.sleep(0.2)
+        if step[10:] in relayd.log_text()[state["log"]:]:
+            raise Failure("log has it")
     elif step.startswith("MESSAGES "):
         arg = step.split()[1]
         time.sleep(0.05)
@@ -183,17 +190,27 @@ def run_step(relayd, step, conns, state):
     elif is_send(step):
         conn.open(relayd.port)
         conn.pending += parse_send(step)
-    elif step.startswith("S: ") or step.startswith("S<"):
+    elif step.startswith("S: ") or step.startswith("S<") or \
+            step.startswith("S*"):
         head, _, want = step.partition(": ")
         c = conn.open(relayd.port)
         conn.flush()
         limit = float(head[2:]) if head.startswith("S<") else None
+        count = int(head[2:]) if head.startswith("S*") else 1
         started = time.time()
-        code, lines = c.reply()
-        match_reply(want, code, lines)
+        for i in range(count):
+            code, lines = c.reply()
+            try:
+                match_reply(want, code, lines)
+            except Failure as e:
+                raise Failure("reply %d of %d: %s" % (i + 1, count, e))
         if limit is not None and time.time() - started > limit:
             raise Failure("reply after %.1f s, wanted within %s s"
                           % (time.time() - started, limit))
+    elif step == "SHUT":
+        c = conn.open(relayd.port)
+        conn.flush()
+        c.sock.shutdown(socket.SHUT_WR)
     elif step == "CLOSED":
         c = conn.open(relayd.port)
         conn.flush()

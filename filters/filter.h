@@ -385,4 +385,105 @@ void gh_clog(struct gh_call *c, enum gh_loglevel lvl, const char *fmt, ...)
  * client bytes that could forge a new line. */
 size_t gh_sanitize(char *dst, size_t n, const char *s, size_t len);
 
+/* ------------------------------------------------------------------ */
+/* DNS: the core resolver (c-ares on the connection's event loop).
+ *
+ * Queries never block.  The answer arrives later through cb, always
+ * from the loop (never inside gh_dns_query, even for a cached answer),
+ * exactly once unless the query is cancelled first.  Identical queries
+ * in flight are merged; answers are cached within their TTL (negative
+ * ones too).  A plugin maps GH_DNS_TEMPFAIL to DENYSOFT or to a skip,
+ * never to a hard rejection.                                          */
+
+enum gh_dns_type { GH_DNS_A, GH_DNS_AAAA, GH_DNS_MX, GH_DNS_TXT, GH_DNS_PTR };
+
+enum gh_dns_status {
+	GH_DNS_OK = 0,		/* records of the type asked for */
+	GH_DNS_NXDOMAIN,	/* the name does not exist (or cannot) */
+	GH_DNS_NODATA,		/* the name exists, no record of the type */
+	GH_DNS_TEMPFAIL		/* SERVFAIL, REFUSED, timeout, no server */
+};
+
+struct gh_dns_rr {
+	unsigned ttl;
+	int family;		/* A, AAAA: AF_INET or AF_INET6 */
+	unsigned char addr[16];	/* A, AAAA: network order */
+	unsigned pref;		/* MX preference */
+	/* A, AAAA: the address as text; MX: the exchange ("" for the
+	 * null MX "."); PTR: the name; TXT: the record's strings joined
+	 * (RFC 7208 3.3), NUL-terminated, raw octets (sanitise to log). */
+	const char *data;
+	size_t len;		/* strlen(data), or the TXT length */
+};
+
+struct gh_dns_answer {
+	enum gh_dns_status status;
+	enum gh_dns_type type;
+	const char *name;	/* as queried, lower case, no final dot */
+	const char *error;	/* why, for TEMPFAIL and NXDOMAIN: "timeout",
+				   "SERVFAIL", ...; NULL otherwise */
+	unsigned ttl;		/* seconds this answer stays cached */
+	size_t n;
+	const struct gh_dns_rr *rr;	/* MX sorted by preference */
+};
+
+/* The answer and its strings are valid only during the callback. */
+typedef void (*gh_dns_cb)(void *arg, const struct gh_dns_answer *ans);
+struct gh_dns_query;
+
+/* Look name up on the resolver of loop base (a plugin passes
+ * c->conn->base or p->base).  Returns a handle for gh_dns_cancel, or
+ * NULL when no query could be started (no resolver on that loop, out of
+ * memory): cb is then never called and the plugin should treat it as
+ * GH_DNS_TEMPFAIL. */
+struct gh_dns_query *gh_dns_query(struct event_base *base,
+				  enum gh_dns_type type, const char *name,
+				  gh_dns_cb cb, void *arg);
+/* Forget a query whose callback has not run yet; cb will not be
+ * called.  NULL is ignored. */
+void gh_dns_cancel(struct gh_dns_query *q);
+
+const char *gh_dns_status_name(enum gh_dns_status s);
+const char *gh_dns_type_name(enum gh_dns_type t);
+
+/* The reverse form of address ip under zone: "2.0.0.127.zone" for
+ * IPv4 (an IPv4-mapped IPv6 address counts as IPv4), 32 nibbles for
+ * IPv6 (RFC 3596 2.5, RFC 5782 2.4).  A NULL zone gives in-addr.arpa or
+ * ip6.arpa.  Returns 0, or -1 when ip is not an address or buf is too
+ * small. */
+int gh_dns_reverse_name(const char *ip, const char *zone, char *buf,
+			size_t n);
+
+/* Forward-confirmed reverse DNS: the PTR names of ip, each looked up
+ * forward (A for IPv4, AAAA for IPv6); a name that resolves back to ip
+ * is confirmed.  The core does this for every connection before the
+ * lookup_rdns hook (conn->rdns, notes "rdns.status" and "rdns.ptr");
+ * plugins that need it elsewhere call it themselves. */
+enum gh_rdns_status {
+	GH_RDNS_CONFIRMED,	/* a PTR name resolves back to ip */
+	GH_RDNS_UNCONFIRMED,	/* PTR names, none resolves back */
+	GH_RDNS_NONE,		/* no PTR record */
+	GH_RDNS_TEMPFAIL	/* a lookup failed temporarily */
+};
+
+#define GH_RDNS_MAX_NAMES 8	/* PTR names looked up forward */
+
+struct gh_rdns_result {
+	enum gh_rdns_status status;
+	const char *ip;
+	const char *name;	/* the confirmed name, or NULL */
+	const char *ptr;	/* the first PTR name, or NULL */
+	size_t nptr;		/* PTR names seen */
+};
+
+typedef void (*gh_rdns_cb)(void *arg, const struct gh_rdns_result *r);
+struct gh_rdns_query;
+
+/* As gh_dns_query: cb runs once from the loop, NULL means not
+ * started.  The result is valid only during the callback. */
+struct gh_rdns_query *gh_dns_rdns(struct event_base *base, const char *ip,
+				  gh_rdns_cb cb, void *arg);
+void gh_dns_rdns_cancel(struct gh_rdns_query *q);
+const char *gh_rdns_status_name(enum gh_rdns_status s);
+
 #endif

@@ -118,6 +118,7 @@ struct loaded {
 	struct gh_config *cfg;
 	struct relayd_conf conf;
 	struct log_conf log;
+	struct gh_dns_conf dns;
 };
 
 struct worker {
@@ -128,7 +129,7 @@ struct worker {
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
 
-static const char *const other_hosts[] = { "milterd", "dns", NULL };
+static const char *const other_hosts[] = { "milterd", NULL };
 
 static void
 usage(void)
@@ -153,6 +154,7 @@ config_load(const char *path, struct loaded *l, char *err, size_t errlen)
 	struct gh_section sections[] = {
 		{ "relayd", relayd_directives, &l->conf },
 		{ "log", log_directives, &l->log },
+		{ "dns", gh_dns_directives, &l->dns },
 		{ NULL, NULL, NULL }
 	};
 
@@ -318,8 +320,15 @@ check_runtime(const char *path, struct loaded *l, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create an event loop");
 		return -1;
 	}
+	/* Starting a resolver checks the dns servers. */
+	if (gh_dns_start(base, &l->dns, why, sizeof(why)) != 0) {
+		event_base_free(base);
+		snprintf(err, errlen, "%s: %s", path, why);
+		return -1;
+	}
 	rt = gh_runtime_create(l->cfg, base, why, sizeof(why));
 	gh_runtime_free(rt);
+	gh_dns_stop(base);
 	event_base_free(base);
 	if (rt != NULL)
 		return 0;
@@ -527,6 +536,7 @@ master_reload(struct master *m)
 	gh_config_free(m->cur.cfg);
 	m->cur = next;
 	nsrv.conf = &m->cur.conf;
+	nsrv.dns = &m->cur.dns;
 	nsrv.cfg = m->cur.cfg;
 	m->srv = nsrv;
 	/* The old hostname pointed into the configuration just freed. */
@@ -910,6 +920,7 @@ main(int argc, char **argv)
 	gh_log_init("relayd", m.cur.log.level, m.cur.log.syslog);
 	m.path = path;
 	m.srv.conf = &m.cur.conf;
+	m.srv.dns = &m.cur.dns;
 	m.srv.cfg = m.cur.cfg;
 	master_hostname(&m);
 	/* Four slots per allowed connection keeps probe chains short. */

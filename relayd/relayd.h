@@ -60,6 +60,7 @@ void conn_table_leave(struct conn_table *t, const struct sockaddr *sa);
 /* A worker. */
 struct server {
 	struct relayd_conf *conf;
+	const struct gh_dns_conf *dns;
 	struct gh_config *cfg;
 	struct gh_runtime *rt;
 	struct event_base *base;

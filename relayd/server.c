@@ -268,6 +268,10 @@ server_run(struct server *srv)
 		gh_log(GH_LOG_ERR, "cannot create the event loop");
 		return 1;
 	}
+	if (gh_dns_start(srv->base, srv->dns, err, sizeof(err)) != 0) {
+		gh_log(GH_LOG_ERR, "%s", err);
+		return 2;
+	}
 	srv->rt = gh_runtime_create(srv->cfg, srv->base, err, sizeof(err));
 	if (srv->rt == NULL) {
 		gh_log(GH_LOG_ERR, "plugin start-up failed: %s", err);
@@ -290,5 +294,6 @@ server_run(struct server *srv)
 	if (srv->drain_timer != NULL)
 		event_free(srv->drain_timer);
 	gh_runtime_free(srv->rt);
+	gh_dns_stop(srv->base);
 	return 0;
 }

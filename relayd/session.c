@@ -279,6 +279,16 @@ rdns_done(void *arg, const struct gh_outcome *o)
 }
 
 static void
+rdns_found(void *arg)
+{
+	struct session *s = arg;
+	struct gh_call proto;
+
+	call_init(s, &proto, GH_HOOK_LOOKUP_RDNS);
+	run_chain(s, &proto, rdns_done);
+}
+
+static void
 connect_start(struct session *s)
 {
 	struct gh_call proto;
@@ -288,8 +298,9 @@ connect_start(struct session *s)
 	/* connect_init's verdicts mean nothing; it only prepares state. */
 	ch = gh_chain_run(s->srv->rt, &proto, noop_done, NULL);
 	gh_chain_cancel(ch);
-	call_init(s, &proto, GH_HOOK_LOOKUP_RDNS);
-	run_chain(s, &proto, rdns_done);
+	/* The core fills conn->rdns (forward-confirmed) first. */
+	s->busy = 1;
+	gh_conn_rdns(s->conn, rdns_found, s);
 }
 
 /* ------------------------------------------------------------------ */

@@ -225,4 +225,34 @@ void gh_log_set_level(enum gh_loglevel level);
 enum gh_loglevel gh_log_level(void);
 int gh_loglevel_from_name(const char *name);
 
+/* ------------------------------------------------------------------ */
+/* The resolver (dns.c): one per event loop, owned by its thread.       */
+
+/* The `dns` group. */
+struct gh_dns_conf {
+	struct gh_strlist servers;	/* "ip", "ip:port", "[v6]:port";
+					   empty: /etc/resolv.conf */
+	long long timeout;		/* seconds per query, all tries */
+	long long tries;
+	long long cache_size;		/* answers kept */
+	long long max_ttl;		/* cap on a positive answer's TTL */
+	long long negative_ttl;		/* cap on a negative answer's TTL,
+					   and the TTL when there is no SOA */
+	int rdns;			/* look up each client's rDNS */
+};
+
+extern const struct gh_directive gh_dns_directives[];
+
+/* Start a resolver on base (the loop's thread owns it) / stop it.
+ * Outstanding handles die with it.  Returns 0 or -1 with err. */
+int gh_dns_start(struct event_base *base, const struct gh_dns_conf *conf,
+		 char *err, size_t errlen);
+void gh_dns_stop(struct event_base *base);
+
+/* Fill c->rdns (forward-confirmed) and the notes "rdns.status" and
+ * "rdns.ptr", then call done(arg): from the loop, or at once when the
+ * lookup is off or there is no resolver.  If the connection's pool
+ * goes first, the lookup is cancelled and done never runs. */
+void gh_conn_rdns(struct gh_conn *c, void (*done)(void *arg), void *arg);
+
 #endif

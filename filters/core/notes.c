@@ -188,7 +188,8 @@ gh_results_format(const struct gh_results *conn, const struct gh_results *txn,
 
 /*
  * Ids: 9 base-32 digits of microseconds, then pid and a counter, so ids
- * sort by time and never repeat across the workers of one host.
+ * sort by time and never repeat across the workers of one host.  The
+ * counter is atomic: milterd makes ids from several threads.
  */
 void
 gh_make_id(char *buf, size_t n)
@@ -208,7 +209,8 @@ gh_make_id(char *buf, size_t n)
 		v /= 31;
 	}
 	snprintf(tmp + 11, sizeof(tmp) - 11, "%05x%03x",
-		 (unsigned)getpid() & 0xfffff, counter++ & 0xfff);
+		 (unsigned)getpid() & 0xfffff,
+		 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED) & 0xfff);
 	snprintf(buf, n, "%s", tmp);
 }
 

@@ -1,0 +1,174 @@
+/*
+ * milterd.h - the libmilter bridge's shared declarations.
+ *
+ * milterd runs gatehouse's plugin chain inside an MTA's own SMTP session.
+ * Two kinds of threads meet here:
+ *
+ *   - libmilter's threads call the callbacks (bridge.c).  Debian's
+ *     libmilter runs a worker pool, so successive callbacks of one
+ *     session may come on different threads: all per-session state lives
+ *     in the struct msess kept with smfi_setpriv, never in thread-locals.
+ *     A callback copies its arguments and macros into a job, posts it to
+ *     the session's loop thread and waits for the verdict with a
+ *     deadline.
+ *
+ *   - K loop threads (loop.c) each run a libevent loop and their own
+ *     gh_runtime, so plugins are single-threaded and asynchronous exactly
+ *     as in a relayd worker.  Every session is pinned to one loop thread;
+ *     the gh_conn, its transaction and the message live on that thread
+ *     and are only touched there.
+ *
+ * The loop thread's mutex guards its job queue and the hand-over of each
+ * job's result; nothing else is shared.
+ */
+#ifndef GATEHOUSE_MILTERD_H
+#define GATEHOUSE_MILTERD_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core.h"
+
+#define MILTERD_MAX_THREADS 64
+
+/* What a callback answers when its deadline passes (fail_action). */
+enum fail_action { FAIL_TEMPFAIL = 0, FAIL_REJECT, FAIL_ACCEPT };
+
+/* The `milterd` group of the configuration file. */
+struct milterd_conf {
+	const char *socket;
+	const char *socket_mode;
+	long long threads;
+	long long reply_timeout;
+	long long eom_timeout;
+	int fail_action;		/* enum fail_action */
+	long long body_max;
+	long long max_header_size;
+	long long spool_threshold;
+	const char *tmp_dir;
+	const char *hostname;
+	const char *trace_header;
+};
+
+/* The `log` group. */
+struct milterd_log_conf {
+	int level;
+	int syslog;
+};
+
+/* A macro value copied from libmilter at a callback. */
+struct macro {
+	char *name;
+	char *value;
+	struct macro *next;
+};
+
+/* An edit, copied off the transaction for the callback thread to replay
+ * with smfi_* (the transaction stays on its loop thread). */
+struct xedit {
+	enum gh_edit_kind kind;
+	char *name;		/* header name, mailbox, or reason */
+	char *value;		/* header value; NULL deletes */
+	size_t idx;
+	struct xedit *next;
+};
+
+enum job_kind {
+	JOB_CONNECT, JOB_HELO, JOB_MAIL, JOB_RCPT, JOB_DATA, JOB_UNKNOWN,
+	JOB_EOH, JOB_BODY, JOB_EOM, JOB_ABORT, JOB_CLOSE, JOB_STOP
+};
+
+struct msess;
+
+struct job {
+	enum job_kind kind;
+	struct msess *s;
+	struct job *next;		/* the loop's queue */
+
+	/* Input, owned by the job. */
+	char *arg;			/* HELO name, path with parameters,
+					   unknown command, connect host */
+	char *raw;			/* RCPT: argv[0] exactly as received */
+	char *data;			/* EOH: header block; BODY: a chunk */
+	size_t len;
+	int flag;			/* EOH: header block over the bound */
+	struct sockaddr_storage sa;	/* CONNECT */
+	int have_sa;
+	struct macro *macros;
+
+	/* Result, written by the loop thread before `done`. */
+	unsigned claimed : 1;		/* the loop thread is answering */
+	unsigned done : 1;
+	unsigned abandoned : 1;		/* the waiter gave up */
+	enum gh_verdict verdict;
+	int code;
+	char enh[16];
+	char text[512];
+	struct xedit *edits;		/* EOM: to replay */
+	char *trace;			/* EOM: trace header value */
+};
+
+struct loop {
+	int idx;
+	pthread_t tid;
+	struct event_base *base;
+	struct gh_config *cfg;		/* this thread's own copy */
+	struct gh_runtime *rt;
+	const struct milterd_conf *conf;
+	const char *hostname;
+	struct event *wake_ev;
+	int wake[2];			/* pipe: callbacks -> loop */
+	pthread_mutex_t mu;		/* queue and job results */
+	struct job *head, *tail;
+	struct job *stop_job;
+	unsigned long nsessions;
+};
+
+/* One milter session.  Fields are grouped by the thread that owns them. */
+struct msess {
+	struct loop *loop;
+	pthread_cond_t cv;		/* with loop->mu: a job is done */
+	char id[32];			/* the gh_conn's id, set at creation */
+
+	/* Callback side (libmilter's threads, one at a time). */
+	unsigned leadspc : 1;		/* SMFIP_HDR_LEADSPC negotiated */
+	unsigned nr_hdr : 1;		/* SMFIP_NR_HDR negotiated */
+	unsigned can_skip : 1;		/* SMFIP_SKIP negotiated */
+	unsigned htoobig : 1;
+	unsigned body_cut : 1;
+	char *hbuf;			/* the header block being collected */
+	size_t hlen, hcap;
+	uint64_t body;			/* body octets seen this message */
+
+	/* Loop side. */
+	struct gh_conn *conn;
+	struct gh_chain *chain;
+	unsigned chain_gen;
+	struct job *cur;		/* the job whose chains run */
+	struct gh_rcpt *rcpt;		/* RCPT being decided */
+	struct rorig *rorig;		/* recipients as received (txn pool) */
+	int body_truncated;
+	char helo[256];
+};
+
+/* main.c */
+extern struct loop *milterd_loops[MILTERD_MAX_THREADS];
+extern int milterd_nloops;
+extern const struct milterd_conf *milterd_conf;
+
+/* loop.c */
+int loop_init(struct loop *l, int idx, struct gh_config *cfg,
+	      const struct milterd_conf *conf, const char *hostname,
+	      char *err, size_t errlen);
+int loop_start(struct loop *l);
+void loop_stop(struct loop *l);
+void loop_post(struct loop *l, struct job *j);
+void job_free(struct job *j);
+enum gh_verdict fail_verdict(const struct milterd_conf *conf);
+
+/* bridge.c */
+int bridge_register(const struct milterd_conf *conf, char *err,
+		    size_t errlen);
+
+#endif

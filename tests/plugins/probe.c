@@ -1,0 +1,158 @@
+/*
+ * probe.c - a test plugin, loaded as a shared object, that shows what a
+ * host handed the plugins and asks for the edits the test configures.
+ *
+ * At data_post it makes every edit in `edits`, in order, and with
+ * `report` it adds an X-Probe header stating what it saw of the
+ * connection, the envelope and the message, so a test can compare the
+ * host's view (milterd's macros, relayd's session) with what it sent.
+ * `deny_rcpt` refuses recipients at rcpt with 550 5.1.1.
+ *
+ * Edit specs: "add:Name:value", "insert:IDX:Name:value",
+ * "change:Name:NTH:value", "delete:Name:NTH", "rcpt_add:mailbox",
+ * "rcpt_del:mailbox", "from:mailbox", "quarantine:reason".
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "filter.h"
+
+struct probe_conf {
+	struct gh_strlist edits;
+	int report;
+	struct gh_strlist deny_rcpt;
+};
+
+static const struct gh_directive probe_directives[] = {
+	{ "edits", GH_DT_STRLIST, offsetof(struct probe_conf, edits), "[ ]",
+	  0, 0, NULL, "edits made at data_post (see probe.c)" },
+	{ "report", GH_DT_BOOL, offsetof(struct probe_conf, report), "false",
+	  0, 0, NULL, "add an X-Probe header describing what was seen" },
+	{ "deny_rcpt", GH_DT_STRLIST, offsetof(struct probe_conf, deny_rcpt),
+	  "[ ]", 0, 0, NULL, "recipients refused with 550 5.1.1" },
+	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
+};
+
+static enum gh_verdict
+on_rcpt(struct gh_call *c)
+{
+	const struct probe_conf *cf = c->plugin->conf;
+	size_t i;
+
+	for (i = 0; i < cf->deny_rcpt.n; i++) {
+		if (strcasecmp(cf->deny_rcpt.v[i],
+			       c->path->addr.mailbox) == 0) {
+			gh_reply(c, 550, "5.1.1", "probe: <%s> is not "
+				 "accepted here", c->path->addr.mailbox);
+			gh_result(c, GH_FAIL, "denied %s",
+				  c->path->addr.mailbox);
+			return GH_DENY;
+		}
+	}
+	return GH_CONT;
+}
+
+static void
+edit_one(struct gh_txn *t, const char *spec)
+{
+	char buf[1024], *f[5] = { NULL }, *save = NULL;
+	struct gh_rcpt *r;
+	int i, n;
+
+	snprintf(buf, sizeof(buf), "%s", spec);
+	f[0] = strtok_r(buf, ":", &save);
+	n = strcmp(f[0] ? f[0] : "", "insert") == 0 ||
+	    strcmp(f[0] ? f[0] : "", "change") == 0 ? 3 : 2;
+	if (f[0] != NULL && strcmp(f[0], "delete") == 0)
+		n = 2;
+	for (i = 1; i <= n && f[i - 1] != NULL; i++)
+		f[i] = strtok_r(NULL, i == n ? "" : ":", &save);
+	if (f[0] == NULL || f[1] == NULL)
+		return;
+	if (strcmp(f[0], "add") == 0 && f[2] != NULL)
+		gh_header_add(t, f[1], f[2]);
+	else if (strcmp(f[0], "insert") == 0 && f[3] != NULL)
+		gh_header_insert(t, (size_t)atoi(f[1]), f[2], f[3]);
+	else if (strcmp(f[0], "change") == 0 && f[3] != NULL)
+		gh_header_change(t, f[1], (size_t)atoi(f[2]), f[3]);
+	else if (strcmp(f[0], "delete") == 0 && f[2] != NULL)
+		gh_header_change(t, f[1], (size_t)atoi(f[2]), NULL);
+	else if (strcmp(f[0], "rcpt_add") == 0)
+		gh_rcpt_add(t, f[1]);
+	else if (strcmp(f[0], "from") == 0)
+		gh_sender_change(t, f[1]);
+	else if (strcmp(f[0], "quarantine") == 0)
+		gh_quarantine(t, f[1]);
+	else if (strcmp(f[0], "rcpt_del") == 0)
+		for (r = t->rcpts; r != NULL; r = r->next)
+			if (strcmp(r->path.addr.mailbox, f[1]) == 0)
+				gh_rcpt_remove(t, r);
+}
+
+static const char *
+or_dash(const char *s)
+{
+	return s != NULL && s[0] != '\0' ? s : "-";
+}
+
+static void
+report(struct gh_call *c)
+{
+	const struct gh_conn *k = c->conn;
+	struct gh_txn *t = c->txn;
+	char rcpts[512] = "";
+	const struct gh_rcpt *r;
+	size_t off = 0;
+	const char *subj = t->msg ? gh_msg_header_get(t->msg, "Subject", 0) :
+	    NULL;
+
+	for (r = t->rcpts; r != NULL && off < sizeof(rcpts); r = r->next)
+		off += (size_t)snprintf(rcpts + off, sizeof(rcpts) - off,
+		    "%s%s", off ? "," : "", r->path.addr.mailbox);
+	gh_header_add(t, "X-Probe", gh_psprintf(t->pool,
+	    "ip=%s port=%d rdns=%s helo=%s auth=%s relaying=%d tls=%d "
+	    "host=%s local=%s from=%s rcpts=%s hdrs=%zu size=%" PRIu64
+	    " subject=%s qid=%s milter=%d",
+	    k->remote_ip, k->remote_port, or_dash(k->rdns), or_dash(k->helo),
+	    or_dash(k->auth_user), k->relaying, k->tls, or_dash(k->hostname),
+	    or_dash(k->local_ip), t->mail_from ?
+	    or_dash(t->mail_from->addr.mailbox) : "-", or_dash(rcpts),
+	    t->msg ? gh_msg_header_count(t->msg) : 0,
+	    t->msg ? gh_msg_size(t->msg) : 0, or_dash(subj),
+	    or_dash(gh_note_get(t->notes, "milter.i")), k->host_milter));
+}
+
+static enum gh_verdict
+on_data_post(struct gh_call *c)
+{
+	const struct probe_conf *cf = c->plugin->conf;
+	size_t i;
+
+	for (i = 0; i < cf->edits.n; i++)
+		edit_one(c->txn, cf->edits.v[i]);
+	if (cf->report)
+		report(c);
+	gh_result(c, GH_PASS, "%zu edits", cf->edits.n);
+	return GH_CONT;
+}
+
+static const struct gh_hook_entry probe_hooks[] = {
+	{ GH_HOOK_RCPT, on_rcpt },
+	{ GH_HOOK_DATA_POST, on_data_post },
+	{ 0, NULL }
+};
+
+const struct gh_module gh_module = {
+	.abi = GH_ABI_VERSION,
+	.name = "probe",
+	.description = "test plugin that reports what it saw and makes edits",
+	.doc = "A test plugin: see tests/plugins/probe.c.\n",
+	.directives = probe_directives,
+	.conf_size = sizeof(struct probe_conf),
+	.hooks = probe_hooks,
+};

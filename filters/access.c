@@ -6,7 +6,7 @@
  *
  *   check   hook          value                    entries
  *   client  connect       the client's address     ADDR, ADDR/BITS, /re/
- *   rdns    connect       verified rDNS name       name, /re/
+ *   rdns    connect       forward-confirmed rDNS   name, /re/
  *   helo    helo, ehlo    the HELO/EHLO argument   name, /re/
  *   mail    mail          the reverse-path         addr, domain, <>, /re/
  *   rcpt    rcpt          each forward-path        addr, domain, /re/
@@ -521,8 +521,9 @@ const struct gh_module gh_module_access = {
 "\n"
 "  client  at connect, the client's IP address:\n"
 "          \"192.0.2.1\", \"192.0.2.0/24\", \"2001:db8::/32\", /regex/\n"
-"  rdns    at connect, the client's verified host name (conn->rdns;\n"
-"          skipped while no plugin has set it):\n"
+"  rdns    at connect, the client's forward-confirmed host name, which\n"
+"          the core looks up before lookup_rdns (skipped when there is\n"
+"          none):\n"
 "          \"example.test\" (that name and every name below it), /regex/\n"
 "  helo    at HELO and EHLO, the name given: like rdns\n"
 "  mail    at MAIL, the sender: \"user@example.test\" (that address),\n"

@@ -7,6 +7,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import dnsmasq  # noqa: E402
 import gh  # noqa: E402
 
 R = gh.Results("access")
@@ -79,4 +80,45 @@ with gh.Relayd(body=body.replace('{ mail_deny', '{ mode = "shadow"; '
     R.check("shadow: denied sender accepted", code == 250, repr(lines))
     c.close()
     R.check("shadow: logged", "shadow: would DENY at mail" in r.log_text())
+
+# rdns lists against a real DNS server: the core fills conn->rdns with
+# the forward-confirmed name before the connect hook.
+dm = dnsmasq.Dnsmasq([("HOST", "mx.good.test", "127.0.0.21"),
+                      ("HOST", "dsl-1.dynamic.bad.test", "127.0.0.22"),
+                      ("HOST", "mail.friend.bad.test", "127.0.0.23")]).start()
+try:
+    body = ('dns = { servers = [ "%s" ]; timeout = 2; };\n'
+            'plugins = [ "access", "scripted" ];\n'
+            'access = { rdns_deny = [ "bad.test", "/^mx[.]evil/" ]; '
+            'rdns_allow = [ "friend.bad.test" ]; '
+            'mail_deny = [ "spam.test" ]; };\n'
+            'scripted = { sink_dir = "@SINK@"; };\n' % dm.server)
+    with gh.Relayd(body=body) as r:
+        c = gh.Client(r.port, source="127.0.0.22")
+        code, lines = c.reply()
+        R.check("rdns_deny: a name below a denied domain", lines == [
+            "554 5.7.1 Access denied: host name dsl-1.dynamic.bad.test"],
+            repr(lines))
+        R.check("rdns_deny closes", c.closed())
+        c.close()
+        c = gh.Client(r.port, source="127.0.0.21")
+        code, lines = c.reply()
+        R.check("an unlisted host name is greeted", code == 220,
+                repr(lines))
+        c.close()
+        c = gh.Client(r.port, source="127.0.0.24")
+        code, lines = c.reply()
+        R.check("no rDNS name: the rdns lists do not apply", code == 220,
+                repr(lines))
+        c.close()
+        c = gh.Client(r.port, source="127.0.0.23")
+        code, lines = c.reply()
+        R.check("rdns_allow beats rdns_deny", code == 220, repr(lines))
+        c.cmd("EHLO c.test")
+        code, lines = c.cmd("MAIL FROM:<x@spam.test>")
+        R.check("and the trusted client skips mail_deny", code == 250,
+                repr(lines))
+        c.close()
+finally:
+    dm.stop()
 sys.exit(R.done())

@@ -19,6 +19,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -793,27 +795,49 @@ toplevel_check(struct gh_config *cfg, const config_setting_t *s,
 	return -1;
 }
 
-/* libconfig resolves @include against its include dir: make that the
- * directory of the file, not whatever the daemon's cwd happens to be. */
-static void
-include_dir_set(config_t *cf, struct gh_pool *pool, const char *path)
+/*
+ * @include "x.conf" is read relative to the directory of the main file,
+ * not the daemon's cwd.  libconfig 1.5 would do that with an include
+ * dir, but it prefixes the dir to absolute paths too, so that
+ * @include "/etc/gatehouse/x.conf" fails.  Instead the file is parsed
+ * from inside its directory (the daemon is single-threaded while it
+ * reads configuration) and the include dir is set afterwards, for
+ * naming included files in messages only.
+ */
+static int
+parse_in_dir(config_t *cf, FILE *fp, const char *dir)
 {
-	const char *slash = strrchr(path, '/');
+	int here, rc;
 
-	if (slash == NULL)
-		return;
-	config_set_include_dir(cf, slash == path ? "/" :
-	    gh_pstrndup(pool, path, (size_t)(slash - path)));
+	if (dir == NULL)
+		return config_read(cf, fp);
+	if ((here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    chdir(dir) != 0) {
+		/* Cannot come back, or cannot go: the include dir is
+		 * right for relative includes at least. */
+		if (here >= 0)
+			close(here);
+		config_set_include_dir(cf, dir);
+		return config_read(cf, fp);
+	}
+	rc = config_read(cf, fp);
+	if (fchdir(here) != 0)
+		gh_log(GH_LOG_ERR, "cannot return to the working directory: "
+		    "%s", strerror(errno));
+	close(here);
+	config_set_include_dir(cf, dir);
+	return rc;
 }
 
 static int
 file_read(config_t *cf, struct gh_pool *pool, const char *path, char *err,
     size_t errlen)
 {
-	const char *f;
+	const char *f, *slash = strrchr(path, '/'), *dir = NULL;
 	char name[1024];
 	struct stat st;
 	FILE *fp;
+	int rc;
 
 	/* libconfig reports only "file I/O error": open first to say
 	 * why.  A directory opens fine and fails on the first read. */
@@ -826,9 +850,12 @@ file_read(config_t *cf, struct gh_pool *pool, const char *path, char *err,
 		err_plain(err, errlen, "%s: %s", path, strerror(EISDIR));
 		return -1;
 	}
+	if (slash != NULL)
+		dir = slash == path ? "/" :
+		    gh_pstrndup(pool, path, (size_t)(slash - path));
+	rc = parse_in_dir(cf, fp, dir);
 	fclose(fp);
-	include_dir_set(cf, pool, path);
-	if (config_read_file(cf, path) == CONFIG_TRUE)
+	if (rc == CONFIG_TRUE)
 		return 0;
 	f = source_name(cf, config_error_file(cf), path, name, sizeof(name));
 	if (config_error_line(cf) > 0)

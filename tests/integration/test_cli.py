@@ -160,6 +160,23 @@ R.check("include: exit 2", rc == 2, str(rc))
 R.check("include: names the included file and line",
         err.startswith("relayd: %s:3: relayd.workers: value -1"
                        % os.path.join(TMP, "part.conf")), err)
+# An absolute @include (libconfig 1.5 put the include dir in front of
+# it); a relative one is read beside the main file whatever the cwd.
+sub = os.path.join(TMP, "sub")
+os.mkdir(sub)
+with open(os.path.join(sub, "part.conf"), "w") as f:
+    f.write('relayd = {\n  hostname = "mx.test";\n};\n')
+absinc = write("absinc.conf", '@include "%s"\n'
+               % os.path.join(sub, "part.conf"))
+rc, out, err = run("-t", "-c", absinc)
+R.check("absolute @include", rc == 0, err)
+relinc = write("relinc.conf", '@include "sub/part.conf"\n')
+p = subprocess.run([gh.RELAYD, "-t", "-c", os.path.relpath(relinc, "/")],
+                   cwd="/", capture_output=True, text=True)
+R.check("relative @include from another cwd", p.returncode == 0, p.stderr)
+p = subprocess.run([gh.RELAYD, "-t", "-c", "relinc.conf"], cwd=TMP,
+                   capture_output=True, text=True)
+R.check("relative @include, file in cwd", p.returncode == 0, p.stderr)
 broken("missing include",
        'relayd = { };\n\n@include "nothere.conf"\n', 3,
        "cannot open include file")

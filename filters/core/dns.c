@@ -655,6 +655,24 @@ cache_insert(struct dns_entry *e, unsigned ttl)
 		cache_remove(TAILQ_LAST(&r->lru, entry_list));
 }
 
+/* A failure without an answer, in words for logs and replies. */
+static const char *
+ares_why(int status)
+{
+	switch (status) {
+	case ARES_ETIMEOUT:
+		return "timeout";
+	case ARES_ECONNREFUSED:
+		/* Also what c-ares says once every server said REFUSED. */
+		return "servers refused or unreachable";
+	case ARES_ESERVFAIL:
+		return "SERVFAIL";
+	case ARES_EREFUSED:
+		return "REFUSED";
+	}
+	return ares_strerror(status);
+}
+
 static void
 query_done(void *arg, int status, int timeouts, unsigned char *abuf,
 	   int alen)
@@ -669,9 +687,7 @@ query_done(void *arg, int status, int timeouts, unsigned char *abuf,
 		else if (status == ARES_ENOTFOUND)
 			entry_set_error(e, GH_DNS_NXDOMAIN, "no such name");
 		else
-			entry_set_error(e, GH_DNS_TEMPFAIL,
-					status == ARES_ETIMEOUT ? "timeout" :
-					ares_strerror(status));
+			entry_set_error(e, GH_DNS_TEMPFAIL, ares_why(status));
 		e->state = E_DONE;
 		evtimer_del(e->deadline);
 		if (e->ans.status == GH_DNS_TEMPFAIL)

@@ -40,7 +40,8 @@
 
 /* libmilter's reply line bound (MAXREPLYLEN). */
 #define REPLY_TEXT_MAX 980
-/* How often a waiting end of message tells the MTA it is alive. */
+/* How often a waiting end of message tells the MTA it is alive: every
+ * 10 s, or a quarter of eom_timeout when that is shorter. */
 #define PROGRESS_EVERY 10
 
 static const struct milterd_conf *bconf;
@@ -158,8 +159,11 @@ job_wait(SMFICTX *ctx, struct job *j, long long timeout, int progress)
 {
 	struct loop *l = j->s->loop;
 	struct timespec deadline, now, until;
+	time_t every = (time_t)(timeout / 4);
 	int rc = 0;
 
+	every = every < 1 ? 1 : every > PROGRESS_EVERY ? PROGRESS_EVERY :
+	    every;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += (time_t)timeout;
 	pthread_mutex_lock(&l->mu);
@@ -167,9 +171,9 @@ job_wait(SMFICTX *ctx, struct job *j, long long timeout, int progress)
 		until = deadline;
 		if (progress) {
 			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (now.tv_sec + PROGRESS_EVERY < deadline.tv_sec) {
+			if (now.tv_sec + every < deadline.tv_sec) {
 				until = now;
-				until.tv_sec += PROGRESS_EVERY;
+				until.tv_sec += every;
 			}
 		}
 		if (pthread_cond_timedwait(&j->s->cv, &l->mu, &until) !=
@@ -187,7 +191,10 @@ job_wait(SMFICTX *ctx, struct job *j, long long timeout, int progress)
 			break;
 		}
 		pthread_mutex_unlock(&l->mu);
-		smfi_progress(ctx);	/* RFC 5321 4.5.3.2.6 spirit */
+		/* Restarts the MTA's timer (Postfix milter_content_timeout). */
+		smfi_progress(ctx);
+		gh_log(GH_LOG_DEBUG, "%s end of message: progress sent",
+		       j->s->id);
 		pthread_mutex_lock(&l->mu);
 	}
 	pthread_mutex_unlock(&l->mu);

@@ -6,7 +6,8 @@
  * `report` it adds an X-Probe header stating what it saw of the
  * connection, the envelope and the message, so a test can compare the
  * host's view (milterd's macros, relayd's session) with what it sent.
- * `deny_rcpt` refuses recipients at rcpt with 550 5.1.1.
+ * `deny_rcpt` refuses recipients at rcpt with 550 5.1.1.  In the report
+ * a recipient a plugin removed is marked "!".
  *
  * Edit specs: "add:Name:value", "insert:IDX:Name:value",
  * "change:Name:NTH:value", "delete:Name:NTH", "rcpt_add:mailbox",
@@ -24,6 +25,7 @@
 
 struct probe_conf {
 	struct gh_strlist edits;
+	const char *edit_subject;
 	int report;
 	struct gh_strlist deny_rcpt;
 };
@@ -31,6 +33,9 @@ struct probe_conf {
 static const struct gh_directive probe_directives[] = {
 	{ "edits", GH_DT_STRLIST, offsetof(struct probe_conf, edits), "[ ]",
 	  0, 0, NULL, "edits made at data_post (see probe.c)" },
+	{ "edit_subject", GH_DT_STRING,
+	  offsetof(struct probe_conf, edit_subject), "\"\"", 0, 0, NULL,
+	  "make the edits only if the Subject contains this (empty: always)" },
 	{ "report", GH_DT_BOOL, offsetof(struct probe_conf, report), "false",
 	  0, 0, NULL, "add an X-Probe header describing what was seen" },
 	{ "deny_rcpt", GH_DT_STRLIST, offsetof(struct probe_conf, deny_rcpt),
@@ -113,7 +118,8 @@ report(struct gh_call *c)
 
 	for (r = t->rcpts; r != NULL && off < sizeof(rcpts); r = r->next)
 		off += (size_t)snprintf(rcpts + off, sizeof(rcpts) - off,
-		    "%s%s", off ? "," : "", r->path.addr.mailbox);
+		    "%s%s%s", off ? "," : "", r->removed ? "!" : "",
+		    r->path.addr.mailbox);
 	gh_header_add(t, "X-Probe", gh_psprintf(t->pool,
 	    "ip=%s port=%d rdns=%s helo=%s auth=%s relaying=%d tls=%d "
 	    "host=%s local=%s from=%s rcpts=%s hdrs=%zu size=%" PRIu64
@@ -131,10 +137,14 @@ static enum gh_verdict
 on_data_post(struct gh_call *c)
 {
 	const struct probe_conf *cf = c->plugin->conf;
+	const char *subj = c->txn->msg ?
+	    gh_msg_header_get(c->txn->msg, "Subject", 0) : NULL;
 	size_t i;
 
-	for (i = 0; i < cf->edits.n; i++)
-		edit_one(c->txn, cf->edits.v[i]);
+	if (cf->edit_subject[0] == '\0' || (subj != NULL &&
+	    strstr(subj, cf->edit_subject) != NULL))
+		for (i = 0; i < cf->edits.n; i++)
+			edit_one(c->txn, cf->edits.v[i]);
 	if (cf->report)
 		report(c);
 	gh_result(c, GH_PASS, "%zu edits", cf->edits.n);

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""milterd against miltertest: the MTA side played by the Debian package
+miltertest, running the Lua scripts in tests/milter/.
+
+Each group starts milterd on a loopback TCP socket with its own
+configuration, runs its scripts, and checks milterd's log.  A script
+prints "ok: ..." per check and fails loudly (see tests/milter/lib.lua);
+every "ok:" line counts as a pass, a script that exits non-zero as a
+failure.  Also: the command line (-V, -t, -l) and a clean stop on SIGTERM.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import gh  # noqa: E402
+
+R = gh.Results("milterd")
+MILTERD = os.path.join(gh.BUILDDIR, "milterd", "milterd")
+SCRIPTS = os.path.join(gh.SRCDIR, "tests", "milter")
+MILTERTEST = shutil.which("miltertest")
+
+BASE = """milterd = {
+  socket = "inet:%(port)d@127.0.0.1";
+  threads = 2;
+%(milterd)s
+};
+log = { level = "debug"; };
+plugin_dir = "%(plugin_dir)s";
+%(body)s
+"""
+
+GROUPS = [
+    ("main", """  trace_header = "X-Gatehouse-Trace";
+  reply_timeout = 2;
+  eom_timeout = 3;""",
+     """plugins = [ "scripted", "probe" ];
+probe = {
+  report = true;
+  edit_subject = "edit me";
+  edits = [ "add:X-Added:yes", "insert:1:X-Inserted:first",
+            "change:Subject:1:changed", "delete:X-Remove:1",
+            "rcpt_add:added@example.net", "rcpt_del:c@Example.NET",
+            "from:new@example.org", "quarantine:probe says so" ];
+};""",
+     ["session", "macros_absent", "edits", "verdicts", "abort", "timeout"]),
+    ("shadow", """  body_max = 64;
+  fail_action = "reject";
+  reply_timeout = 1;""",
+     """plugins = [ "scripted", "probe" ];
+scripted = { mode = "shadow"; };
+probe = { report = true; };""",
+     ["shadow_body"]),
+    ("bare", """  trace_header = "X-Gatehouse-Trace";""",
+     "plugins = [ ];", ["negotiate"]),
+    ("connect", "",
+     """plugins = [ "scripted" ];
+scripted = { connect = "DENY:554:5.7.1:go away"; };""",
+     ["connect_deny"]),
+]
+
+
+class Milterd:
+    def __init__(self, milterd_extra, body):
+        self.dir = tempfile.mkdtemp(prefix="gh-milterd-")
+        self.port = gh.free_port()
+        self.conf = os.path.join(self.dir, "milterd.conf")
+        with open(self.conf, "w") as f:
+            f.write(BASE % {"port": self.port, "milterd": milterd_extra,
+                            "plugin_dir": gh.PLUGIN_DIR, "body": body})
+        self.log = os.path.join(self.dir, "milterd.log")
+
+    def start(self):
+        self.logf = open(self.log, "w")
+        self.proc = subprocess.Popen([MILTERD, "-c", self.conf],
+                                     stdout=self.logf, stderr=self.logf)
+        gh.wait_port("127.0.0.1", self.port, proc=self.proc)
+        return self
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.logf.close()
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+def run_script(m, name):
+    path = os.path.join(SCRIPTS, name + ".lua")
+    p = subprocess.run([MILTERTEST, "-s", path,
+                        "-D", "socket=inet:%d@127.0.0.1" % m.port,
+                        "-D", "lib=" + os.path.join(SCRIPTS, "lib.lua"),
+                        "-D", "hostname=" + socket.gethostname()],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=120)
+    out = p.stdout.decode(errors="replace")
+    oks = [l for l in out.splitlines() if l.startswith("ok: ")]
+    for line in oks:
+        R.check("%s: %s" % (name, line[4:]), True)
+    R.check("%s.lua ran to the end" % name, p.returncode == 0,
+            "\n--- miltertest exited %d:\n%s\n--- milterd log:\n%s"
+            % (p.returncode, out, m.log_text()[-3000:]))
+
+
+def log_has(m, pattern, label):
+    R.check(label, re.search(pattern, m.log_text()) is not None,
+            "no /%s/ in:\n%s" % (pattern, m.log_text()[-3000:]))
+
+
+def command_line():
+    p = subprocess.run([MILTERD, "-V"], capture_output=True, text=True)
+    R.check("-V prints the version", p.returncode == 0 and
+            p.stdout.startswith("milterd (gatehouse)"), p.stdout)
+    p = subprocess.run([MILTERD, "-l"], capture_output=True, text=True)
+    R.check("-l lists the plugins", p.returncode == 0, p.stderr)
+    d = tempfile.mkdtemp(prefix="gh-milterd-t-")
+    good = os.path.join(d, "good.conf")
+    with open(good, "w") as f:
+        f.write('milterd = { socket = "unix:%s/m.sock"; threads = 3; };\n'
+                'relayd = { listen = [ "127.0.0.1:2525" ]; };\n'
+                'plugin_dir = "%s";\nplugins = [ "probe" ];\n'
+                % (d, gh.PLUGIN_DIR))
+    p = subprocess.run([MILTERD, "-t", "-c", good], capture_output=True,
+                       text=True)
+    R.check("-t: a valid file (relayd group ignored) exits 0",
+            p.returncode == 0, p.stdout + p.stderr)
+    bad = os.path.join(d, "bad.conf")
+    with open(bad, "w") as f:
+        f.write('milterd = {\n  socket = "inet:1@127.0.0.1";\n'
+                '  no_such_key = 1;\n};\n')
+    p = subprocess.run([MILTERD, "-t", "-c", bad], capture_output=True,
+                       text=True)
+    R.check("-t: an unknown key exits 2 naming file and line",
+            p.returncode == 2 and "bad.conf:3" in p.stderr, p.stderr)
+    with open(bad, "w") as f:
+        f.write('milterd = { socket = "127.0.0.1:25"; };\n')
+    p = subprocess.run([MILTERD, "-t", "-c", bad], capture_output=True,
+                       text=True)
+    R.check("-t: a socket that is not unix: or inet: exits 2",
+            p.returncode == 2 and "socket" in p.stderr, p.stderr)
+    with open(bad, "w") as f:
+        f.write('milterd = { fail_action = "maybe"; };\n')
+    p = subprocess.run([MILTERD, "-t", "-c", bad], capture_output=True,
+                       text=True)
+    R.check("-t: a fail_action outside its choices exits 2",
+            p.returncode == 2, p.stderr)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def unix_socket():
+    """A Unix socket with socket_mode, and a clean stop on SIGTERM."""
+    d = tempfile.mkdtemp(prefix="gh-milterd-u-")
+    sock = os.path.join(d, "milterd.sock")
+    conf = os.path.join(d, "milterd.conf")
+    with open(conf, "w") as f:
+        f.write('milterd = { socket = "unix:%s"; socket_mode = "0660"; };\n'
+                'plugins = [ ];\n' % sock)
+    log = open(os.path.join(d, "log"), "w")
+    proc = subprocess.Popen([MILTERD, "-c", conf], stdout=log, stderr=log)
+    for _ in range(200):
+        if os.path.exists(sock) or proc.poll() is not None:
+            break
+        subprocess.run(["sleep", "0.02"])
+    R.check("unix socket created", os.path.exists(sock))
+    # A SIGTERM in the first moments races libmilter's own start-up (its
+    # signal thread closes the listening socket before the listener runs,
+    # and smfi_main fails): let smfi_main begin first.
+    subprocess.run(["sleep", "0.5"])
+    R.check("socket_mode applied", os.path.exists(sock) and
+            (os.stat(sock).st_mode & 0o777) == 0o660)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    log.close()
+    text = open(os.path.join(d, "log")).read()
+    R.check("SIGTERM stops milterd with status 0", rc == 0,
+            "rc=%s\n%s" % (rc, text))
+    R.check("SIGTERM: plugins stopped and logged", "milterd stopped" in text,
+            text)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    if MILTERTEST is None:
+        R.check("miltertest is installed (Debian package miltertest)",
+                False)
+        return R.done()
+    command_line()
+    for name, extra, body, scripts in GROUPS:
+        m = Milterd(extra, body).start()
+        try:
+            for s in scripts:
+                run_script(m, s)
+            if name == "main":
+                log_has(m, r"DENY at rcpt by scripted: 550 5\.1\.1 no such "
+                        r"user", "log: a refused recipient names plugin and "
+                        "reply")
+                log_has(m, r"trace: txn=\S+ queue_id=4XyzQ1 client=127\.0"
+                        r"\.0\.7 from=<a@example\.org> rcpts=2",
+                        "log: decision trace with the queue id")
+                log_has(m, r"no verdict at rcpt in time: answering "
+                        r"tempfail", "log: a missed deadline is logged")
+                log_has(m, r"scripted: timed out|came after the reply "
+                        r"deadline|no verdict at eom in time",
+                        "log: eom deadline logged")
+            elif name == "shadow":
+                log_has(m, r"scripted: shadow: would DENY at rcpt",
+                        "log: shadow mode logs what it would do")
+                log_has(m, r"body over body_max", "log: body cut at "
+                        "body_max")
+                log_has(m, r"no verdict at rcpt in time: answering reject",
+                        "log: fail_action reject")
+            elif name == "connect":
+                log_has(m, r"DENY at connect by scripted: 554 5\.7\.1 go "
+                        r"away", "log: connection refused by plugin")
+        finally:
+            m.kill()
+            shutil.rmtree(m.dir, ignore_errors=True)
+    unix_socket()
+    return R.done()
+
+
+sys.exit(main())

@@ -1,0 +1,25 @@
+-- macros_absent.lua - no macros and no verified client name: the
+-- plugins see the connect callback's address, no rDNS, no AUTH, and our
+-- own host name.
+dofile(lib)
+
+local c = open()
+send(c, "connect", SMFIR_CONTINUE, mt.conninfo, "[127.0.0.9]", "127.0.0.9")
+send(c, "helo", SMFIR_CONTINUE, mt.helo, "[127.0.0.9]")
+send(c, "mail", SMFIR_CONTINUE, mt.mailfrom, "<>")
+send(c, "rcpt", SMFIR_CONTINUE, mt.rcptto, "<postmaster@example.net>")
+send(c, "header", nil, mt.header, "Subject", "bounce")
+send(c, "eoh", SMFIR_CONTINUE, mt.eoh)
+send(c, "body", SMFIR_CONTINUE, mt.bodystring, "x\r\n")
+send(c, "eom", SMFIR_CONTINUE, mt.eom)
+local p = probe(c)
+has(p, "ip=127.0.0.9 ", "address")
+has(p, "rdns=- ", "\"[addr]\" means no verified name")
+has(p, "auth=- relaying=0 ", "no AUTH, not relaying")
+has(p, "host=" .. hostname .. " ", "our host name without j")
+has(p, "local=- ", "no daemon address")
+has(p, "from=- ", "null sender")
+has(p, "rcpts=postmaster@example.net ", "recipient")
+has(p, "qid=- ", "no queue id")
+step("disconnect")
+mt.disconnect(c)

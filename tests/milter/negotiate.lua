@@ -1,0 +1,19 @@
+-- negotiate.lua - with no plugin needing the message, milterd asks the
+-- MTA to skip DATA, headers, body and unknown commands, and still stamps
+-- the trace header at end of message.
+dofile(lib)
+
+local c = open()
+send(c, "connect", SMFIR_CONTINUE, mt.conninfo, "client.example", "127.0.0.7")
+ok(mt.test_option(c, SMFIP_NOHDRS), "no headers asked")
+ok(mt.test_option(c, SMFIP_NOBODY), "no body asked")
+ok(mt.test_option(c, SMFIP_NOEOH), "no end of header asked")
+ok(mt.test_option(c, SMFIP_NODATA), "no DATA asked")
+ok(mt.test_option(c, SMFIP_NOUNKNOWN), "no unknown commands asked")
+send(c, "mail", SMFIR_CONTINUE, mt.mailfrom, "<a@example.org>")
+send(c, "rcpt", SMFIR_CONTINUE, mt.rcptto, "<b@example.net>")
+send(c, "eom", SMFIR_CONTINUE, mt.eom)
+ok(mt.eom_check(c, MT_HDRINSERT, "X-Gatehouse-Trace", " none", 0),
+   "trace header at the top, no plugin results")
+step("disconnect")
+mt.disconnect(c)

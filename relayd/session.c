@@ -134,6 +134,17 @@ reply(struct session *s, int code, const char *enh, const char *fmt, ...)
 	reply_line(s, code, ' ', enh, text);
 }
 
+/* Log which plugin decided a refusal, and how. */
+static void
+outcome_log(struct session *s, const struct gh_outcome *o)
+{
+	if (o->verdict != GH_CONT && o->verdict != GH_OK && o->by != NULL)
+		gh_log(GH_LOG_INFO, "%s %s at %s by %s: %d %s %s",
+		       s->conn->id, gh_verdict_name(o->verdict),
+		       s->conn->txn ? "transaction" : "session",
+		       o->by->name, o->code, o->enh, o->text);
+}
+
 /* Send a chain's outcome; returns 1 if the session is now closing. */
 static int
 reply_outcome(struct session *s, const struct gh_outcome *o)
@@ -141,11 +152,7 @@ reply_outcome(struct session *s, const struct gh_outcome *o)
 	if (o->code == 0)
 		return 0;
 	reply_line(s, o->code, ' ', o->enh, o->text);
-	if (o->verdict != GH_CONT && o->verdict != GH_OK && o->by != NULL)
-		gh_log(GH_LOG_INFO, "%s %s at %s by %s: %d %s %s",
-		       s->conn->id, gh_verdict_name(o->verdict),
-		       s->conn->txn ? "transaction" : "session",
-		       o->by->name, o->code, o->enh, o->text);
+	outcome_log(s, o);
 	if (o->action == GH_WIRE_CLOSE) {
 		session_close(s);
 		return 1;
@@ -774,8 +781,15 @@ bdat_data_done(void *arg, const struct gh_outcome *o)
 	struct session *s = arg;
 
 	CHAIN_DONE(s);
+	if (gh_verdict_is_reject(o->verdict) && o->action == GH_WIRE_CLOSE) {
+		/* Closing: the chunk will never be read anyway. */
+		if (!reply_outcome(s, o))
+			session_close(s);
+		return;
+	}
 	if (gh_verdict_is_reject(o->verdict)) {
 		/* The chunk still arrives: swallow it, then refuse. */
+		outcome_log(s, o);
 		s->bdat_discard = 1;
 		snprintf(s->bdat_reply, sizeof(s->bdat_reply), "%d %s %s",
 			 o->code, o->enh, o->text);
@@ -835,6 +849,10 @@ cmd_bdat(struct session *s, char *arg)
 	s->bdat_left = size;
 	s->bdat_last = last;
 	s->bdat_discard = 0;
+	if (!s->helo_ok) {
+		bdat_refuse(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
 	if (s->conn->txn == NULL) {
 		bdat_refuse(s, "503 5.5.1 Error: need MAIL command");
 		return;
@@ -884,6 +902,11 @@ bdat_input(struct session *s)
 	while (s->bdat_left > 0) {
 		size_t taken = 0;
 
+		/* An emptied buffer may keep an empty chain, which
+		 * evbuffer_peek() reports as one vector of 0 octets: wait
+		 * for input instead of spinning on it. */
+		if (evbuffer_get_length(in) == 0)
+			return 0;
 		n = evbuffer_peek(in, (ev_ssize_t)(s->bdat_left > SSIZE_MAX ?
 		    SSIZE_MAX : s->bdat_left), NULL, v, 16);
 		if (n <= 0)
@@ -1137,7 +1160,7 @@ static const struct command commands[] = {
 	{ "MAIL", NEED_HELO, cmd_mail },
 	{ "RCPT", NEED_HELO | NEED_MAIL, cmd_rcpt },
 	{ "DATA", NEED_HELO | NO_ARGS, cmd_data },
-	{ "BDAT", NEED_HELO, cmd_bdat },
+	{ "BDAT", 0, cmd_bdat },	/* its checks swallow the chunk */
 	{ "RSET", NO_ARGS, cmd_rset },
 	{ "NOOP", 0, cmd_noop },
 	{ "QUIT", NO_ARGS, cmd_quit },

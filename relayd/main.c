@@ -430,6 +430,7 @@ struct master {
 	struct worker w[MAX_WORKERS * 2];
 	unsigned gen;
 	int stopping;
+	long long conn_capacity;	/* max_connections at start */
 };
 
 /* The name in our greeting: the configured one, else the system's. */
@@ -456,6 +457,9 @@ master_fill(struct master *m)
 	for (i = 0; i < MAX_WORKERS * 2 && have < want; i++) {
 		if (m->w[i].pid > 0)
 			continue;
+		/* A new worker takes over the slot's tickets: whatever a
+		 * dead one left there was given back at reap time. */
+		m->srv.worker = i;
 		m->w[i].pid = worker_spawn(&m->srv);
 		m->w[i].gen = m->gen;
 		m->w[i].started = time(NULL);
@@ -485,6 +489,7 @@ master_reap(struct master *m)
 			if (m->w[i].pid != pid)
 				continue;
 			m->w[i].pid = 0;
+			conn_table_release(m->srv.conns, i);
 			if (m->w[i].gen != m->gen || m->stopping)
 				break;
 			crashed = 1;
@@ -535,6 +540,10 @@ master_reload(struct master *m)
 	listeners_close_unused(&m->srv, &nsrv);
 	gh_config_free(m->cur.cfg);
 	m->cur = next;
+	if (m->cur.conf.max_connections > m->conn_capacity)
+		/* The shared table was sized at start. */
+		gh_log(GH_LOG_WARN, "max_connections above %lld takes effect "
+		       "at the next restart", m->conn_capacity);
 	nsrv.conf = &m->cur.conf;
 	nsrv.dns = &m->cur.dns;
 	nsrv.cfg = m->cur.cfg;
@@ -925,7 +934,9 @@ main(int argc, char **argv)
 	master_hostname(&m);
 	/* Four slots per allowed connection keeps probe chains short. */
 	m.srv.conns = conn_table_create((size_t)m.cur.conf.max_connections * 4
-					+ 1024);
+					+ 1024, MAX_WORKERS * 2,
+					(size_t)m.cur.conf.max_connections);
+	m.conn_capacity = m.cur.conf.max_connections;
 	if (m.srv.conns == NULL ||
 	    listeners_open(&m.srv, &m.cur.conf, NULL, err, sizeof(err)) != 0) {
 		fprintf(stderr, "relayd: %s\n", m.srv.conns ? err :

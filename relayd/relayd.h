@@ -52,10 +52,15 @@ extern const struct gh_directive log_directives[];
 /* Connection counts shared by all workers (an anonymous shared mapping
  * made by the master before fork), so the limits hold per host. */
 struct conn_table;
-struct conn_table *conn_table_create(size_t slots);
-int conn_table_enter(struct conn_table *t, const struct sockaddr *sa,
-		     long long max_total, long long max_per_ip);
-void conn_table_leave(struct conn_table *t, const struct sockaddr *sa);
+struct conn_table *conn_table_create(size_t slots, size_t nworkers,
+				     size_t per_worker);
+/* Returns a ticket for conn_table_leave, or -1 when over a limit. */
+int conn_table_enter(struct conn_table *t, int worker,
+		     const struct sockaddr *sa, long long max_total,
+		     long long max_per_ip);
+void conn_table_leave(struct conn_table *t, int worker, int ticket);
+/* Give back every count a (dead) worker held. */
+void conn_table_release(struct conn_table *t, int worker);
 
 /* A worker. */
 struct server {
@@ -65,6 +70,7 @@ struct server {
 	struct gh_runtime *rt;
 	struct event_base *base;
 	struct conn_table *conns;
+	int worker;			/* index of this worker's tickets */
 	struct event *listen_ev[RELAYD_MAX_LISTEN];
 	int listen_fd[RELAYD_MAX_LISTEN];
 	size_t nlisten;

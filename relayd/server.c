@@ -24,8 +24,12 @@
 /*
  * The table: open addressing on a hash of the client address, sized far
  * beyond max_connections so probes stay short; a slot whose count is zero
- * is reused for another address.  All updates are atomic builtins: workers are
- * separate processes.
+ * is reused for another address.  All updates are atomic builtins:
+ * workers are separate processes.
+ *
+ * Each worker also records what it counted in a ticket region of its own
+ * (written only by that worker), so that when a worker dies the master
+ * gives its connections back: a crash must not eat into the limits.
  */
 struct conn_slot {
 	unsigned char key[16];
@@ -33,22 +37,35 @@ struct conn_slot {
 	int count;
 };
 
+struct conn_ticket {
+	int used;
+	unsigned char key[16];
+};
+
 struct conn_table {
 	int total;
 	size_t nslots;
-	struct conn_slot slots[];
+	size_t nworkers, per_worker;
+	struct conn_slot *slots;
+	struct conn_ticket *tickets;	/* nworkers * per_worker */
 };
 
 struct conn_table *
-conn_table_create(size_t slots)
+conn_table_create(size_t slots, size_t nworkers, size_t per_worker)
 {
-	size_t len = sizeof(struct conn_table) + slots * sizeof(struct conn_slot);
+	size_t len = sizeof(struct conn_table) +
+	    slots * sizeof(struct conn_slot) +
+	    nworkers * per_worker * sizeof(struct conn_ticket);
 	struct conn_table *t = mmap(NULL, len, PROT_READ | PROT_WRITE,
 				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	if (t == MAP_FAILED)
 		return NULL;
 	t->nslots = slots;
+	t->nworkers = nworkers;
+	t->per_worker = per_worker;
+	t->slots = (struct conn_slot *)(t + 1);
+	t->tickets = (struct conn_ticket *)(t->slots + slots);
 	return t;
 }
 
@@ -130,41 +147,90 @@ slot_find(struct conn_table *t, const unsigned char key[16], int create)
 	return NULL;
 }
 
+static void
+count_leave(struct conn_table *t, const unsigned char key[16])
+{
+	struct conn_slot *s;
+
+	__atomic_sub_fetch(&t->total, 1, __ATOMIC_ACQ_REL);
+	s = slot_find(t, key, 0);
+	if (s != NULL && __atomic_load_n(&s->count, __ATOMIC_ACQUIRE) > 0)
+		__atomic_sub_fetch(&s->count, 1, __ATOMIC_ACQ_REL);
+}
+
+static struct conn_ticket *
+ticket_take(struct conn_table *t, int worker, const unsigned char key[16],
+	    int *ticket)
+{
+	struct conn_ticket *region = t->tickets +
+	    (size_t)worker * t->per_worker;
+	size_t i;
+
+	for (i = 0; i < t->per_worker; i++)
+		if (!region[i].used) {
+			region[i].used = 1;
+			memcpy(region[i].key, key, 16);
+			*ticket = (int)i;
+			return &region[i];
+		}
+	return NULL;
+}
+
 int
-conn_table_enter(struct conn_table *t, const struct sockaddr *sa,
+conn_table_enter(struct conn_table *t, int worker, const struct sockaddr *sa,
 		 long long max_total, long long max_per_ip)
 {
 	unsigned char key[16];
 	struct conn_slot *s;
+	int ticket;
 
+	addr_key(sa, key);
+	if (ticket_take(t, worker, key, &ticket) == NULL)
+		return -1;	/* this worker holds max_connections */
 	if (__atomic_add_fetch(&t->total, 1, __ATOMIC_ACQ_REL) > max_total) {
 		__atomic_sub_fetch(&t->total, 1, __ATOMIC_ACQ_REL);
+		t->tickets[(size_t)worker * t->per_worker + ticket].used = 0;
 		return -1;
 	}
-	addr_key(sa, key);
 	s = slot_find(t, key, 1);
 	if (s == NULL)
-		return 0;	/* table full: the total limit still holds */
+		return ticket;	/* table full: the total limit still holds */
 	if (__atomic_add_fetch(&s->count, 1, __ATOMIC_ACQ_REL) > max_per_ip &&
 	    max_per_ip > 0) {
-		__atomic_sub_fetch(&s->count, 1, __ATOMIC_ACQ_REL);
-		__atomic_sub_fetch(&t->total, 1, __ATOMIC_ACQ_REL);
+		count_leave(t, key);
+		t->tickets[(size_t)worker * t->per_worker + ticket].used = 0;
 		return -1;
 	}
-	return 0;
+	return ticket;
 }
 
 void
-conn_table_leave(struct conn_table *t, const struct sockaddr *sa)
+conn_table_leave(struct conn_table *t, int worker, int ticket)
 {
-	unsigned char key[16];
-	struct conn_slot *s;
+	struct conn_ticket *k = &t->tickets[(size_t)worker * t->per_worker +
+					    (size_t)ticket];
 
-	__atomic_sub_fetch(&t->total, 1, __ATOMIC_ACQ_REL);
-	addr_key(sa, key);
-	s = slot_find(t, key, 0);
-	if (s != NULL && __atomic_load_n(&s->count, __ATOMIC_ACQUIRE) > 0)
-		__atomic_sub_fetch(&s->count, 1, __ATOMIC_ACQ_REL);
+	if (!k->used)
+		return;
+	count_leave(t, k->key);
+	k->used = 0;
+}
+
+void
+conn_table_release(struct conn_table *t, int worker)
+{
+	size_t i;
+	int n = 0;
+
+	/* The worker is gone (waitpid told us): its region is ours. */
+	for (i = 0; i < t->per_worker; i++)
+		if (t->tickets[(size_t)worker * t->per_worker + i].used) {
+			conn_table_leave(t, worker, (int)i);
+			n++;
+		}
+	if (n > 0)
+		gh_log(GH_LOG_INFO, "released %d connection counts of a "
+		       "stopped worker", n);
 }
 
 /* ------------------------------------------------------------------ */

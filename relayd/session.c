@@ -56,6 +56,7 @@ struct session {
 	unsigned bdat_discard : 1;	/* consume the chunk, then refuse */
 	unsigned too_big : 1;
 	unsigned counted : 1;		/* entered the connection table */
+	int ticket;			/* ... with this ticket */
 	struct gh_chain *chain;
 	struct event *close_ev;
 	char *line;			/* max_line_length + 1 */
@@ -1353,7 +1354,7 @@ session_free(struct session *s)
 	gh_log(GH_LOG_DEBUG, "%s closed: %" PRIu64 " messages", s->conn->id,
 	       s->nmessages);
 	if (s->counted)
-		conn_table_leave(s->srv->conns, (struct sockaddr *)&s->sa);
+		conn_table_leave(s->srv->conns, s->srv->worker, s->ticket);
 	bufferevent_free(s->bev);
 	event_free(s->close_ev);
 	gh_pool_destroy(s->scratch);
@@ -1508,8 +1509,10 @@ session_start(struct server *srv, int fd, const struct sockaddr *sa,
 	bufferevent_enable(s->bev, EV_READ);
 	gh_log(GH_LOG_DEBUG, "%s connect from %s port %d", s->conn->id,
 	       s->conn->remote_ip, s->conn->remote_port);
-	if (conn_table_enter(srv->conns, sa, cf->max_connections,
-			     cf->max_connections_per_ip) != 0) {
+	s->ticket = conn_table_enter(srv->conns, srv->worker, sa,
+				     cf->max_connections,
+				     cf->max_connections_per_ip);
+	if (s->ticket < 0) {
 		gh_log(GH_LOG_INFO, "%s refused %s: too many connections",
 		       s->conn->id, s->conn->remote_ip);
 		reply(s, 421, "4.7.0", "%s Error: too many connections",

@@ -109,6 +109,32 @@ def start_txn(c):
     return code
 
 
+# --- a dead worker's connection counts are given back ----------------
+with gh.Relayd(workers=1, relayd_extra="max_connections_per_ip = 2;",
+               body=SINK) as r:
+    kids = wait_for(lambda: len(children(r.proc.pid)) == 1 and
+                    children(r.proc.pid))
+    held = [gh.Client(r.port), gh.Client(r.port)]
+    for c in held:
+        c.reply()
+    third = gh.Client(r.port)
+    code, _ = third.reply()
+    R.check("per-IP limit holds before the crash", code == 421, repr(code))
+    third.close()
+    os.kill(kids[0], signal.SIGKILL)
+    wait_for(lambda: (lambda k: len(k) == 1 and kids[0] not in k and k)
+             (children(r.proc.pid)))
+    for c in held:
+        c.close()
+    again = gh.Client(r.port)
+    code, lines = again.reply()
+    R.check("after a worker crash its counts are released", code == 220,
+            repr(lines))
+    again.close()
+    R.check("release is logged", wait_for(
+        lambda: "released 2 connection counts" in r.log_text()),
+        r.log_text()[-400:])
+
 # --- master and workers ----------------------------------------------
 with gh.Relayd(workers=2, body=SINK) as r:
     kids = wait_for(lambda: len(children(r.proc.pid)) == 2 and

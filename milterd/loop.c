@@ -385,21 +385,44 @@ rdns_done(void *arg, const struct gh_outcome *o)
 }
 
 static void
-do_connect(struct msess *s, struct job *j)
+rdns_found(void *arg)
 {
+	struct msess *s = arg;
 	struct gh_call proto;
 
-	s->conn = gh_conn_new(s->loop->base);
+	/* The connect job may have been given up (reply_timeout) while the
+	 * lookup ran; its answer then belongs to nobody. */
+	if (s->cur == NULL || s->cur->kind != JOB_CONNECT)
+		return;
+	call_init(s, &proto, GH_HOOK_LOOKUP_RDNS);
+	run_stage(s, &proto, rdns_done);
+}
+
+static void
+do_connect(struct msess *s, struct job *j)
+{
+	struct gh_conn *c;
+
+	s->conn = c = gh_conn_new(s->loop->base);
 	/* One id in both threads' log lines. */
-	s->conn->id = gh_pstrdup(s->conn->pool, s->id);
+	c->id = gh_pstrdup(c->pool, s->id);
 	conn_fill(s, j);
 	s->loop->nsessions++;
 	gh_log(GH_LOG_DEBUG, "%s connect from %s [%s] port %d (loop %d)",
-	       s->conn->id, s->conn->rdns ? s->conn->rdns : "unknown",
-	       s->conn->remote_ip, s->conn->remote_port, s->loop->idx);
+	       c->id, c->rdns ? c->rdns : "unknown", c->remote_ip,
+	       c->remote_port, s->loop->idx);
 	run_all_now(s, GH_HOOK_CONNECT_INIT);
-	call_init(s, &proto, GH_HOOK_LOOKUP_RDNS);
-	run_stage(s, &proto, rdns_done);
+	if (c->rdns != NULL) {
+		/* The MTA's name is forward-confirmed (Postfix says
+		 * "unknown", Sendmail "[addr]", otherwise). */
+		gh_note_set(c->notes, "rdns.status",
+			    gh_rdns_status_name(GH_RDNS_CONFIRMED));
+		rdns_found(s);
+		return;
+	}
+	/* No name from the MTA: our own lookup fills the notes plugins
+	 * read ("rdns.status", "rdns.ptr"), as in relayd. */
+	gh_conn_rdns(c, rdns_found, s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1057,8 +1080,8 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 
 int
 loop_init(struct loop *l, int idx, struct gh_config *cfg,
-	  const struct milterd_conf *conf, const char *hostname, char *err,
-	  size_t errlen)
+	  const struct milterd_conf *conf, const struct gh_dns_conf *dns,
+	  const char *hostname, char *err, size_t errlen)
 {
 	memset(l, 0, sizeof(*l));
 	l->idx = idx;
@@ -1087,6 +1110,10 @@ loop_init(struct loop *l, int idx, struct gh_config *cfg,
 		snprintf(err, errlen, "cannot watch the wake pipe");
 		return -1;
 	}
+	/* This thread's resolver first: plugins may query at init. */
+	if (gh_dns_start(l->base, dns, err, errlen) != 0)
+		return -1;
+	l->dns_started = 1;
 	/* Plugin init runs here, once per loop thread, on this base. */
 	if ((l->rt = gh_runtime_create(cfg, l->base, err, errlen)) == NULL)
 		return -1;
@@ -1126,6 +1153,8 @@ loop_stop(struct loop *l)
 	pthread_join(l->tid, NULL);
 	job_free(l->stop_job);
 	gh_runtime_free(l->rt);
+	if (l->dns_started)
+		gh_dns_stop(l->base);
 	event_free(l->wake_ev);
 	event_base_free(l->base);
 	close(l->wake[0]);

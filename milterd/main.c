@@ -2,8 +2,9 @@
  * main.c - milterd's command line, configuration and threads.
  *
  * milterd reads the same kind of file as relayd: its own `milterd` group,
- * `log`, `plugins`, `plugin_dir` and the plugins' groups (the `relayd`
- * group is skipped, so one file can serve both hosts).  It starts
+ * `log`, `dns` (each loop thread gets its own resolver), `plugins`,
+ * `plugin_dir` and the plugins' groups (the `relayd` group is skipped, so
+ * one file can serve both hosts).  It starts
  * `threads` loop threads, each with its own copy of the configuration and
  * its own plugin runtime, then hands the process to libmilter
  * (smfi_main), whose signal thread turns SIGTERM and SIGINT into a clean
@@ -93,11 +94,12 @@ static const struct gh_directive log_directives[] = {
 	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
 };
 
-/* Groups that belong to the other host, or to no host yet. */
-static const char *const other_hosts[] = { "relayd", "dns", NULL };
+/* The group that belongs to the other host. */
+static const char *const other_hosts[] = { "relayd", NULL };
 
 static struct milterd_conf conf;
 static struct milterd_log_conf logconf;
+static struct gh_dns_conf dnsconf;
 static struct loop loops[MILTERD_MAX_THREADS];
 
 static void
@@ -119,15 +121,18 @@ config_load(const char *path, char *err, size_t errlen)
 {
 	struct milterd_conf c;
 	struct milterd_log_conf lc;
+	struct gh_dns_conf dc;
 	struct gh_section sections[] = {
 		{ "milterd", milterd_directives, &c },
 		{ "log", log_directives, &lc },
+		{ "dns", gh_dns_directives, &dc },
 		{ NULL, NULL, NULL }
 	};
 	struct gh_config *cfg;
 
 	memset(&c, 0, sizeof(c));
 	memset(&lc, 0, sizeof(lc));
+	memset(&dc, 0, sizeof(dc));
 	if ((cfg = gh_config_load(path, sections, other_hosts, err, errlen)) ==
 	    NULL)
 		return NULL;
@@ -136,6 +141,7 @@ config_load(const char *path, char *err, size_t errlen)
 	if (conf.socket == NULL) {
 		conf = c;
 		logconf = lc;
+		dnsconf = dc;
 	}
 	return cfg;
 }
@@ -180,8 +186,8 @@ loops_init(const char *path, struct gh_config *first, char *err,
 		cfg = i == 0 ? first : config_load(path, err, errlen);
 		if (cfg == NULL)
 			return -1;
-		if (loop_init(&loops[i], i, cfg, &conf, host, err, errlen) !=
-		    0)
+		if (loop_init(&loops[i], i, cfg, &conf, &dnsconf, host, err,
+			      errlen) != 0)
 			return -1;
 		milterd_loops[i] = &loops[i];
 		milterd_nloops = i + 1;

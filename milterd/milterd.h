@@ -122,6 +122,7 @@ struct loop {
 	pthread_mutex_t mu;		/* queue and job results */
 	struct job *head, *tail;
 	struct job *stop_job;
+	int dns_started;
 	unsigned long nsessions;
 };
 
@@ -159,8 +160,8 @@ extern const struct milterd_conf *milterd_conf;
 
 /* loop.c */
 int loop_init(struct loop *l, int idx, struct gh_config *cfg,
-	      const struct milterd_conf *conf, const char *hostname,
-	      char *err, size_t errlen);
+	      const struct milterd_conf *conf, const struct gh_dns_conf *dns,
+	      const char *hostname, char *err, size_t errlen);
 int loop_start(struct loop *l);
 void loop_stop(struct loop *l);
 void loop_post(struct loop *l, struct job *j);

@@ -7,6 +7,7 @@ configuration, runs its scripts, and checks milterd's log.  A script
 prints "ok: ..." per check and fails loudly (see tests/milter/lib.lua);
 every "ok:" line counts as a pass, a script that exits non-zero as a
 failure.  Also: the command line (-V, -t, -l) and a clean stop on SIGTERM.
+A dnsmasq serves the test zone for milterd's own rDNS lookups.
 """
 import os
 import re
@@ -18,12 +19,14 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import dnsmasq  # noqa: E402
 import gh  # noqa: E402
 
 R = gh.Results("milterd")
 MILTERD = os.path.join(gh.BUILDDIR, "milterd", "milterd")
 SCRIPTS = os.path.join(gh.SRCDIR, "tests", "milter")
 MILTERTEST = shutil.which("miltertest")
+DNS = None
 
 BASE = """milterd = {
   socket = "inet:%(port)d@127.0.0.1";
@@ -31,6 +34,7 @@ BASE = """milterd = {
 %(milterd)s
 };
 log = { level = "debug"; };
+dns = { servers = [ "%(dns)s" ]; timeout = 2; };
 plugin_dir = "%(plugin_dir)s";
 %(body)s
 """
@@ -48,7 +52,8 @@ probe = {
             "rcpt_add:added@example.net", "rcpt_del:c@Example.NET",
             "from:new@example.org", "quarantine:probe says so" ];
 };""",
-     ["session", "macros_absent", "edits", "verdicts", "abort", "timeout"]),
+     ["session", "macros_absent", "rdns", "edits", "verdicts", "abort",
+      "timeout"]),
     ("shadow", """  body_max = 64;
   fail_action = "reject";
   reply_timeout = 1;""",
@@ -72,7 +77,8 @@ class Milterd:
         self.conf = os.path.join(self.dir, "milterd.conf")
         with open(self.conf, "w") as f:
             f.write(BASE % {"port": self.port, "milterd": milterd_extra,
-                            "plugin_dir": gh.PLUGIN_DIR, "body": body})
+                            "plugin_dir": gh.PLUGIN_DIR, "body": body,
+                            "dns": DNS.server})
         self.log = os.path.join(self.dir, "milterd.log")
 
     def start(self):
@@ -197,6 +203,19 @@ def main():
                 False)
         return R.done()
     command_line()
+    global DNS
+    # 127.0.0.10 has a PTR (and its A back); 127.0.0.9 has none.
+    DNS = dnsmasq.Dnsmasq([("HOST", "host10.example.test", "127.0.0.10")])
+    DNS.start()
+    try:
+        groups()
+    finally:
+        DNS.stop()
+    unix_socket()
+    return R.done()
+
+
+def groups():
     for name, extra, body, scripts in GROUPS:
         m = Milterd(extra, body).start()
         try:
@@ -227,8 +246,6 @@ def main():
         finally:
             m.kill()
             shutil.rmtree(m.dir, ignore_errors=True)
-    unix_socket()
-    return R.done()
 
 
 sys.exit(main())

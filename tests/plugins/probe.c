@@ -123,14 +123,15 @@ report(struct gh_call *c)
 	gh_header_add(t, "X-Probe", gh_psprintf(t->pool,
 	    "ip=%s port=%d rdns=%s helo=%s auth=%s relaying=%d tls=%d "
 	    "host=%s local=%s from=%s rcpts=%s hdrs=%zu size=%" PRIu64
-	    " subject=%s qid=%s milter=%d",
+	    " subject=%s qid=%s rdns_status=%s milter=%d",
 	    k->remote_ip, k->remote_port, or_dash(k->rdns), or_dash(k->helo),
 	    or_dash(k->auth_user), k->relaying, k->tls, or_dash(k->hostname),
 	    or_dash(k->local_ip), t->mail_from ?
 	    or_dash(t->mail_from->addr.mailbox) : "-", or_dash(rcpts),
 	    t->msg ? gh_msg_header_count(t->msg) : 0,
 	    t->msg ? gh_msg_size(t->msg) : 0, or_dash(subj),
-	    or_dash(gh_note_get(t->notes, "milter.i")), k->host_milter));
+	    or_dash(gh_note_get(t->notes, "milter.i")),
+	    or_dash(gh_note_get(k->notes, "rdns.status")), k->host_milter));
 }
 
 static enum gh_verdict

@@ -83,7 +83,7 @@ log_emit(enum gh_loglevel lvl, const char *line)
 static void
 log_v(enum gh_loglevel lvl, const char *prefix, const char *fmt, va_list ap)
 {
-	char line[2048];
+	char line[2048], clean[2048];
 	size_t off = 0;
 
 	if (prefix != NULL)
@@ -91,7 +91,10 @@ log_v(enum gh_loglevel lvl, const char *prefix, const char *fmt, va_list ap)
 	if (off >= sizeof(line))
 		off = sizeof(line) - 1;
 	vsnprintf(line + off, sizeof(line) - off, fmt, ap);
-	log_emit(lvl, line);
+	/* Whatever a caller formatted in, one call is one log record:
+	 * control octets are escaped here as a last line of defence. */
+	gh_sanitize(clean, sizeof(clean), line, strlen(line));
+	log_emit(lvl, clean);
 }
 
 void

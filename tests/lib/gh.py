@@ -6,6 +6,8 @@ Tests use real processes on 127.0.0.0/8 only.  Each test file prints one
 """
 import os
 import re
+import atexit
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +19,28 @@ BUILDDIR = os.environ.get("GH_BUILDDIR", os.getcwd())
 SRCDIR = os.environ.get("GH_SRCDIR", os.getcwd())
 RELAYD = os.path.join(BUILDDIR, "relayd", "relayd")
 PLUGIN_DIR = os.path.join(BUILDDIR, "tests", "plugins")
+
+
+# Temporary folders of this test run: removed at exit unless a check
+# failed or GH_KEEP_LOGS is set, so failures keep their logs.
+_TMPDIRS = []
+_FAILED = [False]
+
+
+def _cleanup():
+    if _FAILED[0] or os.environ.get("GH_KEEP_LOGS"):
+        return
+    for d in _TMPDIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+def tmpdir(prefix="gh-test-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _TMPDIRS.append(d)
+    return d
 
 
 def free_port(host="127.0.0.1"):
@@ -48,7 +72,7 @@ class Relayd:
 
     def __init__(self, relayd_extra="", body="", workers=1, log_level="debug",
                  sink=False):
-        self.dir = tempfile.mkdtemp(prefix="gh-relayd-")
+        self.dir = tmpdir("gh-relayd-")
         self.port = free_port()
         self.sink_dir = os.path.join(self.dir, "sink")
         os.mkdir(self.sink_dir)
@@ -168,6 +192,7 @@ class Results:
             self.passed += 1
         else:
             self.failed += 1
+            _FAILED[0] = True
             print("FAIL %s: %s %s" % (self.name, label, detail))
             sys.stdout.flush()
 

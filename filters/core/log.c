@@ -136,7 +136,7 @@ gh_sanitize(char *dst, size_t n, const char *s, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)s[i];
 
-		if (ch >= 0x20 && ch != 0x7f && ch != '\\') {
+		if (ch >= 0x20 && ch != 0x7f) {
 			if (o + 1 >= n)
 				break;
 			dst[o++] = (char)ch;

@@ -112,6 +112,7 @@ usage(void)
 	    "  -t         check the configuration and exit (0 good, 2 bad)\n"
 	    "  -l         list the plugins\n"
 	    "  -h plugin  print a plugin's documentation and directives\n"
+	    "             (-h milterd: the milterd group's directives)\n"
 	    "  -V         print the version\n", GH_SYSCONFDIR);
 	exit(2);
 }
@@ -251,6 +252,12 @@ main(int argc, char **argv)
 	gh_log_init("milterd", GH_LOG_INFO, 0);
 	if (list) {
 		gh_module_print_list(stdout);
+		return 0;
+	}
+	if (help != NULL && strcmp(help, "milterd") == 0) {
+		/* The host's own group, in the plugins' format. */
+		printf("milterd - the `milterd` group of milterd.conf\n\n");
+		gh_directives_print(stdout, milterd_directives);
 		return 0;
 	}
 	if (help != NULL) {

@@ -159,6 +159,19 @@ def command_line():
     R.check("-t: a fail_action outside its choices exits 2",
             p.returncode == 2, p.stderr)
     shutil.rmtree(d, ignore_errors=True)
+    sample = os.path.join(gh.SRCDIR, "conf", "milterd.conf")
+    p = subprocess.run([MILTERD, "-t", "-c", sample], capture_output=True,
+                       text=True)
+    R.check("-t: conf/milterd.conf is valid", p.returncode == 0, p.stderr)
+    p = subprocess.run([MILTERD, "-h", "milterd"], capture_output=True,
+                       text=True)
+    dirs = re.findall(r"^  ([a-z_]+) = (.*);   \(", p.stdout, re.M)
+    R.check("-h milterd lists the milterd group", len(dirs) >= 10, p.stdout)
+    text = open(sample).read()
+    for name, default in dirs:
+        R.check("conf/milterd.conf shows %s at its default" % name,
+                re.search(r"^  %s = %s;" % (name, re.escape(default)), text,
+                          re.M) is not None, "want %s = %s" % (name, default))
 
 
 def unix_socket():

@@ -77,6 +77,11 @@ class Relayd:
         self.sink_dir = os.path.join(self.dir, "sink")
         os.mkdir(self.sink_dir)
         body = body.replace("@SINK@", self.sink_dir)
+        if not re.search(r"^\s*dns\s*=", body, re.M):
+            # Tests never ask the machine's resolver (it is not on
+            # loopback): no rDNS unless a test brings its own DNS server.
+            body += '\ndns = { servers = [ "127.0.0.1:9" ]; rdns = false; };\n'
+
         self.conf = os.path.join(self.dir, "relayd.conf")
         with open(self.conf, "w") as f:
             f.write('relayd = {\n  hostname = "mx.test";\n'

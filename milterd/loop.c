@@ -931,7 +931,11 @@ static void
 do_unknown(struct msess *s, struct job *j)
 {
 	struct gh_call proto;
+	char clean[600];
 
+	gh_sanitize(clean, sizeof(clean), j->arg ? j->arg : "",
+		    j->arg ? strlen(j->arg) : 0);
+	gh_log(GH_LOG_DEBUG, "%s unknown command: %s", s->conn->id, clean);
 	call_init(s, &proto, GH_HOOK_UNRECOGNIZED_COMMAND);
 	proto.arg = j->arg ? j->arg : "";
 	run_stage(s, &proto, unknown_done);

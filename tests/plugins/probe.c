@@ -6,7 +6,8 @@
  * `report` it adds an X-Probe header stating what it saw of the
  * connection, the envelope and the message, so a test can compare the
  * host's view (milterd's macros, relayd's session) with what it sent.
- * `deny_rcpt` refuses recipients at rcpt with 550 5.1.1.  In the report
+ * `deny_rcpt` refuses recipients at rcpt with 550 5.1.1, and
+ * `reject_subject` refuses a message at data_post with `reject_reply`.  In the report
  * a recipient a plugin removed is marked "!".
  *
  * Edit specs: "add:Name:value", "insert:IDX:Name:value",
@@ -28,6 +29,8 @@ struct probe_conf {
 	const char *edit_subject;
 	int report;
 	struct gh_strlist deny_rcpt;
+	const char *reject_subject;
+	const char *reject_reply;
 };
 
 static const struct gh_directive probe_directives[] = {
@@ -40,6 +43,13 @@ static const struct gh_directive probe_directives[] = {
 	  0, 0, NULL, "add an X-Probe header describing what was seen" },
 	{ "deny_rcpt", GH_DT_STRLIST, offsetof(struct probe_conf, deny_rcpt),
 	  "[ ]", 0, 0, NULL, "recipients refused with 550 5.1.1" },
+	{ "reject_subject", GH_DT_STRING,
+	  offsetof(struct probe_conf, reject_subject), "\"\"", 0, 0, NULL,
+	  "DENY at data_post when the Subject contains this (empty: never)" },
+	{ "reject_reply", GH_DT_STRING,
+	  offsetof(struct probe_conf, reject_reply),
+	  "\"550:5.7.1:probe rejects this\"", 0, 0, NULL,
+	  "the reply of that DENY: \"code:enh:text\"" },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
 };
 
@@ -142,6 +152,16 @@ on_data_post(struct gh_call *c)
 	    gh_msg_header_get(c->txn->msg, "Subject", 0) : NULL;
 	size_t i;
 
+	if (cf->reject_subject[0] != '\0' && subj != NULL &&
+	    strstr(subj, cf->reject_subject) != NULL) {
+		char code[8] = "", enh[16] = "", text[400] = "";
+
+		sscanf(cf->reject_reply, "%7[^:]:%15[^:]:%399[^\n]", code, enh,
+		       text);
+		gh_reply(c, atoi(code), enh, "%s", text);
+		gh_result(c, GH_FAIL, "subject");
+		return GH_DENY;
+	}
 	if (cf->edit_subject[0] == '\0' || (subj != NULL &&
 	    strstr(subj, cf->edit_subject) != NULL))
 		for (i = 0; i < cf->edits.n; i++)

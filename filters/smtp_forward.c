@@ -274,86 +274,6 @@ first_rcpt(const struct gh_txn *t)
 }
 
 /* ------------------------------------------------------------------ */
-/* Replies.                                                            */
-
-/*
- * The hop refused (or could not be reached): give the client a reply of
- * the same class.  exact keeps the hop's code (MAIL and RCPT in live
- * mode, where 452 and 550 mean different things to the client); at
- * queue it is 550 or 451, with the hop's words after it.
- */
-static enum gh_verdict
-hop_refusal(struct gh_call *c, const char *hop, const struct smtpc_reply *r,
-	    int exact)
-{
-	int perm = r->code / 100 == 5;
-	const char *enh = r->enh[0] != '\0' ? r->enh : perm ? "5.0.0" :
-	    "4.0.0";
-
-	if (r->local) {
-		gh_clog(c, GH_LOG_INFO, "%s: %d %s %s", perm ? "refused" :
-			"deferred", r->code, r->enh, r->text);
-		gh_reply(c, perm ? 550 : 451, enh, "%s", r->text);
-	} else {
-		gh_clog(c, GH_LOG_INFO, "%s by next hop %s at %s: %d %s %s",
-			perm ? "refused" : "deferred", hop,
-			gh_hook_name(c->hook), r->code, r->enh, r->text);
-		gh_reply(c, exact ? r->code : perm ? 550 : 451, enh,
-			 "next hop said: %d %s %s", r->code, r->enh, r->text);
-	}
-	gh_result(c, perm ? GH_FAIL : GH_ERR, "%s %d %s", hop, r->code,
-		  r->enh);
-	return perm ? GH_DENY : GH_DENYSOFT;
-}
-
-/*
- * Some recipients were refused in transaction mode, so nothing was sent:
- * a 250 would lose the refused ones and a partial send would make the
- * accepted ones receive it twice on the client's retry.  Any 4xx makes
- * the whole message 451 (a retry may succeed); only 5xx makes it 550.
- */
-static enum gh_verdict
-rcpt_refusal(struct gh_call *c, const char *hop, const struct smtpc_result *res)
-{
-	char list[400] = "";
-	const char *enh4 = NULL, *enh5 = NULL;
-	size_t i, len = 0;
-	int soft = 0;
-
-	for (i = 0; i < res->nrcpts; i++) {
-		const struct smtpc_rcpt *r = &res->rcpts[i];
-		int n;
-
-		if (!r->refused)
-			continue;
-		if (r->reply.code / 100 == 4 || r->reply.local) {
-			soft = 1;
-			if (enh4 == NULL && r->reply.enh[0] == '4')
-				enh4 = r->reply.enh;
-		} else if (enh5 == NULL && r->reply.enh[0] == '5') {
-			enh5 = r->reply.enh;
-		}
-		gh_clog(c, GH_LOG_INFO, "next hop %s refused <%s>: %d %s %s",
-			hop, r->mailbox, r->reply.code, r->reply.enh,
-			r->reply.text);
-		if (len < sizeof(list)) {
-			n = snprintf(list + len, sizeof(list) - len,
-				     "%s<%s> %d %s", len ? "; " : "",
-				     r->mailbox, r->reply.code, r->reply.enh);
-			if (n > 0)
-				len += (size_t)n;
-		}
-	}
-	gh_result(c, soft ? GH_ERR : GH_FAIL, "%s refused %zu of %zu "
-		  "recipients", hop, res->nrefused, res->nrcpts);
-	gh_reply(c, soft ? 451 : 550, soft ? (enh4 ? enh4 : "4.0.0") :
-		 (enh5 ? enh5 : "5.0.0"), "next hop refused %zu of %zu "
-		 "recipients, nothing sent: %s", res->nrefused, res->nrcpts,
-		 list);
-	return soft ? GH_DENYSOFT : GH_DENY;
-}
-
-/* ------------------------------------------------------------------ */
 /* queue.                                                              */
 
 static void
@@ -367,7 +287,7 @@ queue_done(void *arg, const struct smtpc_result *res)
 
 	q->x = NULL;
 	if (res->stage == SMTPC_ST_RCPT && !r->local)
-		v = rcpt_refusal(c, q->hop, res);
+		v = smtpc_rcpt_verdict(c, q->hop, res);
 	else if (res->stage == SMTPC_ST_DOT && r->code / 100 == 2 &&
 	    !r->local) {
 		t->queue_reply = gh_psprintf(t->pool, "%s; next hop said: %s%s"
@@ -377,7 +297,7 @@ queue_done(void *arg, const struct smtpc_result *res)
 		gh_result(c, GH_PASS, "%s %d %s", q->hop, r->code, r->enh);
 		v = GH_OK;
 	} else {
-		v = hop_refusal(c, q->hop, r, 0);
+		v = smtpc_verdict(c, q->hop, r, 0);
 	}
 	gh_resume(c, v);
 }
@@ -503,7 +423,7 @@ live_lost(void *arg, const struct smtpc_reply *err)
 	if (c == NULL)
 		return;		/* the next rcpt_ok or queue learns it */
 	lv->call = NULL;
-	gh_resume(c, hop_refusal(c, smtpc_pool_name(lv->fwd->def), err, 1));
+	gh_resume(c, smtpc_verdict(c, smtpc_pool_name(lv->fwd->def), err, 1));
 }
 
 static void
@@ -557,7 +477,7 @@ live_mail_reply(void *arg, struct smtpc_conn *conn, const struct smtpc_reply *r)
 	smtpc_release(conn, 1);
 	lv->conn = NULL;
 	lv->lost = *r;
-	gh_resume(c, hop_refusal(c, smtpc_pool_name(lv->fwd->def), r, 1));
+	gh_resume(c, smtpc_verdict(c, smtpc_pool_name(lv->fwd->def), r, 1));
 }
 
 static void
@@ -573,7 +493,7 @@ live_conn(void *arg, struct smtpc_conn *conn, const struct smtpc_reply *err)
 	if (conn == NULL) {
 		lv->call = NULL;
 		lv->lost = *err;
-		gh_resume(c, hop_refusal(c, smtpc_pool_name(lv->fwd->def),
+		gh_resume(c, smtpc_verdict(c, smtpc_pool_name(lv->fwd->def),
 					 err, 1));
 		return;
 	}
@@ -585,7 +505,7 @@ live_conn(void *arg, struct smtpc_conn *conn, const struct smtpc_reply *err)
 		smtpc_release(conn, 1);
 		lv->conn = NULL;
 		lv->lost = why;
-		gh_resume(c, hop_refusal(c, smtpc_pool_name(lv->fwd->def),
+		gh_resume(c, smtpc_verdict(c, smtpc_pool_name(lv->fwd->def),
 					 &why, 1));
 		return;
 	}
@@ -629,7 +549,7 @@ live_rcpt_reply(void *arg, struct smtpc_conn *conn, const struct smtpc_reply *r)
 	(void)conn;
 	lv->call = NULL;
 	if (r->code / 100 != 2) {
-		gh_resume(c, hop_refusal(c, smtpc_pool_name(lv->fwd->def), r,
+		gh_resume(c, smtpc_verdict(c, smtpc_pool_name(lv->fwd->def), r,
 					 1));
 		return;
 	}
@@ -689,7 +609,7 @@ fwd_rcpt_ok(struct gh_call *c)
 		snprintf(none.enh, sizeof(none.enh), "4.4.2");
 		snprintf(none.text, sizeof(none.text), "no session with the "
 			 "next hop");
-		return hop_refusal(c, smtpc_pool_name(f->def),
+		return smtpc_verdict(c, smtpc_pool_name(f->def),
 				   lv != NULL && lv->lost.code ? &lv->lost :
 				   &none, 1);
 	}

@@ -335,7 +335,8 @@ conn_lost(struct smtpc_conn *c, const struct smtpc_reply *r)
 }
 
 static void conn_fail(struct smtpc_conn *c, int code, const char *enh,
-		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+		      const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 static void
 conn_fail(struct smtpc_conn *c, int code, const char *enh, const char *fmt,
@@ -1445,4 +1446,85 @@ smtpc_txn_cancel(struct smtpc_txn *x)
 	if (x->conn != NULL)
 		smtpc_release(x->conn, 0);
 	free(x);
+}
+
+/* ------------------------------------------------------------------ */
+/* Verdicts for the queue plugins.                                    */
+
+/*
+ * The hop refused (or could not be reached): give the client a reply of
+ * the same class.  exact keeps the hop's code (MAIL and RCPT in live
+ * mode, where 452 and 550 mean different things to the client); at
+ * queue it is 550 or 451, with the hop's words after it.
+ */
+enum gh_verdict
+smtpc_verdict(struct gh_call *c, const char *hop, const struct smtpc_reply *r,
+	      int exact)
+{
+	int perm = r->code / 100 == 5;
+	const char *enh = r->enh[0] != '\0' ? r->enh : perm ? "5.0.0" :
+	    "4.0.0";
+
+	if (r->local) {
+		gh_clog(c, GH_LOG_INFO, "%s: %d %s %s", perm ? "refused" :
+			"deferred", r->code, r->enh, r->text);
+		gh_reply(c, perm ? 550 : 451, enh, "%s", r->text);
+	} else {
+		gh_clog(c, GH_LOG_INFO, "%s by next hop %s at %s: %d %s %s",
+			perm ? "refused" : "deferred", hop,
+			gh_hook_name(c->hook), r->code, r->enh, r->text);
+		gh_reply(c, exact ? r->code : perm ? 550 : 451, enh,
+			 "next hop said: %d %s %s", r->code, r->enh, r->text);
+	}
+	gh_result(c, perm ? GH_FAIL : GH_ERR, "%s %d %s", hop, r->code,
+		  r->enh);
+	return perm ? GH_DENY : GH_DENYSOFT;
+}
+
+/*
+ * Some recipients were refused at RCPT, so nothing was sent:
+ * a 250 would lose the refused ones and a partial send would make the
+ * accepted ones receive it twice on the client's retry.  Any 4xx makes
+ * the whole message 451 (a retry may succeed); only 5xx makes it 550.
+ */
+enum gh_verdict
+smtpc_rcpt_verdict(struct gh_call *c, const char *hop,
+		   const struct smtpc_result *res)
+{
+	char list[400] = "";
+	const char *enh4 = NULL, *enh5 = NULL;
+	size_t i, len = 0;
+	int soft = 0;
+
+	for (i = 0; i < res->nrcpts; i++) {
+		const struct smtpc_rcpt *r = &res->rcpts[i];
+		int n;
+
+		if (!r->refused)
+			continue;
+		if (r->reply.code / 100 == 4 || r->reply.local) {
+			soft = 1;
+			if (enh4 == NULL && r->reply.enh[0] == '4')
+				enh4 = r->reply.enh;
+		} else if (enh5 == NULL && r->reply.enh[0] == '5') {
+			enh5 = r->reply.enh;
+		}
+		gh_clog(c, GH_LOG_INFO, "next hop %s refused <%s>: %d %s %s",
+			hop, r->mailbox, r->reply.code, r->reply.enh,
+			r->reply.text);
+		if (len < sizeof(list)) {
+			n = snprintf(list + len, sizeof(list) - len,
+				     "%s<%s> %d %s", len ? "; " : "",
+				     r->mailbox, r->reply.code, r->reply.enh);
+			if (n > 0)
+				len += (size_t)n;
+		}
+	}
+	gh_result(c, soft ? GH_ERR : GH_FAIL, "%s refused %zu of %zu "
+		  "recipients", hop, res->nrefused, res->nrcpts);
+	gh_reply(c, soft ? 451 : 550, soft ? (enh4 ? enh4 : "4.0.0") :
+		 (enh5 ? enh5 : "5.0.0"), "next hop refused %zu of %zu "
+		 "recipients, nothing sent: %s", res->nrefused, res->nrcpts,
+		 list);
+	return soft ? GH_DENYSOFT : GH_DENY;
 }

@@ -173,4 +173,18 @@ struct smtpc_txn *smtpc_txn_data(struct smtpc_conn *c, struct gh_txn *t,
 				 void *arg);
 void smtpc_txn_cancel(struct smtpc_txn *x);
 
+/* ------------------------------------------------------------------ */
+/* Verdicts for the queue plugins (logged, recorded, replied).          */
+
+/* A refusal or failure r: DENY for 5xx, DENYSOFT for 4xx and local
+ * failures.  exact keeps the hop's own code (live MAIL and RCPT);
+ * otherwise the reply is 550 or 451 with "next hop said: ...". */
+enum gh_verdict smtpc_verdict(struct gh_call *c, const char *hop,
+			      const struct smtpc_reply *r, int exact);
+/* res.stage is SMTPC_ST_RCPT: the message was not sent because some
+ * recipients were refused; 451 if any refusal was temporary, else 550,
+ * naming them. */
+enum gh_verdict smtpc_rcpt_verdict(struct gh_call *c, const char *hop,
+				   const struct smtpc_result *res);
+
 #endif

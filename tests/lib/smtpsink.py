@@ -212,14 +212,14 @@ class Session:
             qid = "Q%d" % self.sink.qid
         if self.sink.lmtp:
             per = self.rule("lmtp", {})
-            delivered = []
-            for a in self.rcpts:
-                r = per.get(a, "250 2.0.0 <%s> Ok: queued as %s" % (a, qid))
-                if r.startswith("2"):
-                    delivered.append(a)
-                self.send(r)
+            replies = [per.get(a, "250 2.0.0 <%s> Ok: queued as %s" %
+                               (a, qid)) for a in self.rcpts]
+            delivered = [a for a, r in zip(self.rcpts, replies)
+                         if r.startswith("2")]
             if delivered:
                 self.record(raw, delivered)
+            for r in replies:
+                self.send(r)
         else:
             r = self.rule("dot", "250 2.0.0 Ok: queued as %s" % qid)
             if r.startswith("2"):

@@ -24,6 +24,13 @@
  * drops a 4xx with REJECT), '%' is doubled and the text holds no CR or LF
  * (smfi_setreply(3)).  Edits plugins made are replayed at end of message,
  * the only time libmilter allows them.
+ *
+ * Where the MTA already did the work, hooks differ from relayd's: the MTA
+ * decides relaying, so rcpt's CONT accepts (loop.c); a milter cannot tell
+ * HELO from EHLO, so the helo hook runs (plugins bind both, as Haraka's
+ * do); capabilities, auth, max_data_exceeded and the queue hooks never
+ * run (the MTA answers EHLO, authenticates, enforces sizes and queues);
+ * {auth_authen} stands for a successful AUTH.
  */
 #include "config.h"
 
@@ -243,7 +250,7 @@ set_reply(SMFICTX *ctx, struct msess *s, int code, const char *enh,
 	if (smfi_setreply(ctx, rcode, xcode, o > 0 ? msg : NULL) !=
 	    MI_SUCCESS)
 		gh_log(GH_LOG_WARN, "%s libmilter refused the reply %s %s",
-		       s->id, rcode, xcode);
+		       s != NULL ? s->id : "-", rcode, xcode);
 }
 
 static sfsistat

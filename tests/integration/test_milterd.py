@@ -243,9 +243,10 @@ def groups():
                         "log: decision trace with the queue id")
                 log_has(m, r"no verdict at rcpt in time: answering "
                         r"tempfail", "log: a missed deadline is logged")
-                log_has(m, r"scripted: timed out|came after the reply "
-                        r"deadline|no verdict at eom in time",
-                        "log: eom deadline logged")
+                log_has(m, r"no verdict at eom in time: answering "
+                        r"tempfail", "log: eom deadline logged")
+                log_has(m, r"end of message: progress sent",
+                        "smfi_progress while end of message waits")
             elif name == "shadow":
                 log_has(m, r"scripted: shadow: would DENY at rcpt",
                         "log: shadow mode logs what it would do")

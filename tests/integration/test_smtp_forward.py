@@ -428,6 +428,75 @@ try:
 finally:
     r.stop()
 
+# A later plugin refuses a recipient the hop already took (live mode):
+# the queue hook starts over with the client's envelope only.
+sink = smtpsink.Sink()
+r = relayd(sink.port, 'rcpt_mode = "live";',
+           plugins='"smtp_forward", "scripted"')
+try:
+    c = gh.Client(r.port)
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.cmd("MAIL FROM:<a@x.test>")
+    c.cmd("RCPT TO:<kept@y.test>")
+    c.cmd("XSCRIPT rcpt_ok DENY")
+    code, lines = c.cmd("RCPT TO:<dropped@y.test>")
+    R.check("live: later plugin refuses a recipient", code == 550,
+            repr(lines))
+    c.cmd("XSCRIPT rcpt_ok CONT")
+    c.cmd("DATA")
+    c.send(stuff(MSG) + b".\r\n")
+    code, lines = c.reply()
+    c.close()
+    R.check("live: envelope changed -> resent whole, client's recipients",
+            code == 250 and sink.wait_messages(1) and
+            sink.messages[0]["rcpts"] == ["kept@y.test"],
+            repr(sink.messages))
+    R.check("live: RSET before the fresh transaction",
+            "RSET" in [l for n, l in sink.commands])
+finally:
+    r.stop()
+    sink.stop()
+
+# Replies: multi-line joined, over-long refused; SMTPUTF8 passed on.
+sink = smtpsink.Sink(smtputf8=True)
+r = relayd(sink.port)
+try:
+    sink.rules["dot"] = ("250-2.0.0 first line\r\n250-2.0.0 second\r\n"
+                         "250 2.0.0 queued as MULTI")
+    rr, final = send_raw(r.port, "a@x.test", ["b@y.test"], MSG)
+    R.check("multi-line reply joined", final[0] == 250 and
+            "first line second queued as MULTI" in final[1][-1],
+            repr(final))
+    sink.rules["dot"] = "250 2.0.0 " + "x" * 600
+    rr, final = send_raw(r.port, "a@x.test", ["b@y.test"], MSG)
+    R.check("over-long reply line -> 451 4.5.0", final[0] == 451 and
+            final[1][-1].startswith("451 4.5.0"), repr(final))
+    sink.rules["dot"] = "\r\n".join(["250-2.0.0 l"] * 70 + ["250 2.0.0 x"])
+    rr, final = send_raw(r.port, "a@x.test", ["b@y.test"], MSG)
+    R.check("too many reply lines -> 451 4.5.0", final[0] == 451 and
+            final[1][-1].startswith("451 4.5.0"), repr(final))
+    del sink.rules["dot"]
+    n = len(sink.messages)
+    c = gh.Client(r.port)
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.cmd("MAIL FROM:<p@x.test> SMTPUTF8")
+    c.send("RCPT TO:<j\u00f6rg@y.test>\r\n".encode())
+    c.reply()
+    c.cmd("DATA")
+    c.send(stuff(MSG) + b".\r\n")
+    code, lines = c.reply()
+    c.close()
+    R.check("SMTPUTF8 passed to a hop that has it", code == 250 and
+            sink.wait_messages(n + 1) and
+            sink.messages[-1]["mail"] == "MAIL FROM:<p@x.test> SMTPUTF8" and
+            sink.messages[-1]["rcpts"] == ["j\u00f6rg@y.test"],
+            repr(sink.messages[-1:]))
+finally:
+    r.stop()
+    sink.stop()
+
 # ------------------------------------------------------------------
 # smtp-source: 1000 messages in 10 sessions all arrive at smtp-sink.
 

@@ -674,15 +674,33 @@ data_done(void *arg, const struct gh_outcome *o)
 	job_end(s, o->verdict, o, message_effect);
 }
 
+/*
+ * A stage with nothing to decide on: before connect, or a message stage
+ * outside a transaction (the MTA does not send those, but a transaction
+ * we dropped after a deadline may still be the MTA's).  A message is
+ * never let through unfiltered: it gets fail_action.
+ */
 static void
 no_txn(struct msess *s)
 {
+	enum job_kind k = s->cur->kind;
+	enum gh_verdict v = GH_CONT;
 	struct gh_outcome o;
 
-	/* The MTA sends no message stage outside a transaction; if it
-	 * does, there is nothing to decide on. */
 	memset(&o, 0, sizeof(o));
-	job_end(s, GH_CONT, &o, NULL);
+	if (k == JOB_DATA || k == JOB_EOH || k == JOB_EOM)
+		v = fail_verdict(s->loop->conf);
+	if (v != GH_CONT) {
+		gh_log(GH_LOG_WARN, "%s message stage without a transaction: "
+		       "answering the fail action", s->id);
+		o.code = v == GH_DENY ? 550 : 451;
+		snprintf(o.enh, sizeof(o.enh), v == GH_DENY ? "5.7.1" :
+			 "4.7.1");
+		snprintf(o.text, sizeof(o.text), "%s", v == GH_DENY ?
+			 "Message refused: mail filter unavailable" :
+			 "Temporary failure in mail filter, try again later");
+	}
+	job_end(s, v, &o, NULL);
 }
 
 static void

@@ -603,16 +603,11 @@ conn_write(struct bufferevent *bev, void *arg)
 	struct smtpc_conn *c = arg;
 
 	(void)bev;
-	if (c->state == C_STREAM) {
-		/* Progress: the data-block wait starts again. */
-		conn_arm(c, c->pool->dest.data_block_timeout);
-		stream_fill(c);
-	} else if (c->state == C_QUIT &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-		/* QUIT is out; its 221 is a courtesy we need not wait for
-		 * beyond QUIT_WAIT. */
+	if (c->state != C_STREAM)
 		return;
-	}
+	/* Progress: the data-block wait starts again. */
+	conn_arm(c, c->pool->dest.data_block_timeout);
+	stream_fill(c);
 }
 
 static void

@@ -35,6 +35,8 @@
 
 #define REPLY_LINE 600
 #define HELO_MAX 256
+#define INPUT_MAX (256 * 1024)	/* input buffered while busy */
+#define OUTPUT_MAX (64 * 1024)	/* replies queued before input pauses */
 
 enum sstate { ST_CONNECT, ST_CMD, ST_DATA, ST_BDAT, ST_CLOSING };
 
@@ -92,6 +94,27 @@ static const struct relayd_conf *
 conf_of(const struct session *s)
 {
 	return s->srv->conf;
+}
+
+/* RFC 5321 4.5.3.2: the client has `secs` to send its next command or
+ * data block, and as long to take our replies, so that a client that
+ * stops reading cannot hold the session (and its replies) forever. */
+static void
+set_timeout(struct session *s, long long secs)
+{
+	struct timeval tv = { (time_t)secs, 0 };
+
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+/* A client may pipeline without reading its replies (RFC 2920 3.1 asks
+ * it not to): past OUTPUT_MAX queued octets, input waits until the
+ * replies are taken, and INPUT_MAX then bounds the unread input. */
+static int
+output_full(struct session *s)
+{
+	return evbuffer_get_length(bufferevent_get_output(s->bev)) >=
+	    OUTPUT_MAX;
 }
 
 /* ------------------------------------------------------------------ */
@@ -696,8 +719,7 @@ message_begin(struct session *s)
 	s->size = 0;
 	s->too_big = 0;
 	df_init(&s->df);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){
-	    (time_t)cf->timeout_data, 0 }, NULL);
+	set_timeout(s, cf->timeout_data);
 }
 
 static int
@@ -938,8 +960,7 @@ message_reply(struct session *s, int code, const char *enh, const char *text)
 	log_trace(s, code, enh, text);
 	reply(s, code, enh, "%s", text);
 	txn_reset(s);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){
-	    (time_t)conf_of(s)->timeout_command, 0 }, NULL);
+	set_timeout(s, conf_of(s)->timeout_command);
 }
 
 static void
@@ -947,8 +968,7 @@ message_outcome(struct session *s, const struct gh_outcome *o)
 {
 	log_trace(s, o->code, o->enh, o->text);
 	txn_reset(s);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){
-	    (time_t)conf_of(s)->timeout_command, 0 }, NULL);
+	set_timeout(s, conf_of(s)->timeout_command);
 	if (!reply_outcome(s, o))
 		session_resume(s);
 }
@@ -1318,7 +1338,8 @@ session_process(struct session *s)
 	int progress = 1;
 
 	s->processing = 1;
-	while (progress && !s->busy && s->state != ST_CLOSING) {
+	while (progress && !s->busy && s->state != ST_CLOSING &&
+	    !output_full(s)) {
 		switch (s->state) {
 		case ST_DATA:
 			progress = data_input(s);
@@ -1332,7 +1353,7 @@ session_process(struct session *s)
 		}
 	}
 	s->processing = 0;
-	if (s->eof && !s->busy && s->state != ST_CLOSING)
+	if (s->eof && !s->busy && s->state != ST_CLOSING && !output_full(s))
 		session_close(s);
 }
 
@@ -1409,8 +1430,14 @@ write_cb(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 
 	(void)bev;
-	if (s->state == ST_CLOSING)
+	if (s->state == ST_CLOSING) {
 		event_active(s->close_ev, 0, 0);
+		return;
+	}
+	/* The replies are taken: pipelined input held back by
+	 * output_full() goes on. */
+	if (!s->busy && !s->processing && s->state != ST_CONNECT)
+		session_process(s);
 }
 
 static void
@@ -1423,10 +1450,20 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		event_active(s->close_ev, 0, 0);
 		return;
 	}
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+		/* The client does not read: nothing more can be said. */
+		gh_log(GH_LOG_INFO, "%s timeout writing to the client, %zu "
+		       "octets unsent", s->conn->id, evbuffer_get_length(
+		       bufferevent_get_output(s->bev)));
+		s->state = ST_CLOSING;
+		event_active(s->close_ev, 0, 0);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		if (s->busy) {
-			/* Waiting on a plugin, not on the client: the
-			 * plugin's own deadline applies. */
+		if (s->busy || output_full(s)) {
+			/* Waiting on a plugin, or on the client to take
+			 * its replies, not on it to send: the plugin's
+			 * deadline or the write timeout applies. */
 			bufferevent_enable(s->bev, EV_READ);
 			return;
 		}
@@ -1439,12 +1476,12 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
+		/* What the client sent before its close is still answered:
+		 * session_process() closes once the input is used up (or
+		 * later, when a chain or the replies held it up). */
 		s->eof = 1;
-		if (s->busy)
-			return;
-		session_process(s);
-		if (s->state != ST_CLOSING)
-			session_close(s);
+		if (!s->busy && !s->processing)
+			session_process(s);
 		return;
 	}
 	/* A socket error: nothing can be written any more. */
@@ -1502,10 +1539,9 @@ session_start(struct server *srv, int fd, const struct sockaddr *sa,
 	s->close_ev = event_new(srv->base, -1, 0, close_cb, s);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){
-	    (time_t)cf->timeout_command, 0 }, NULL);
+	set_timeout(s, cf->timeout_command);
 	/* Bound what a client can make us buffer while we are busy. */
-	bufferevent_setwatermark(s->bev, EV_READ, 0, 256 * 1024);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
 	bufferevent_enable(s->bev, EV_READ);
 	gh_log(GH_LOG_DEBUG, "%s connect from %s port %d", s->conn->id,
 	       s->conn->remote_ip, s->conn->remote_port);

@@ -7,7 +7,9 @@ the reply and log line of each bound; this file checks how they hold
 under load.
 """
 import os
+import select
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -253,10 +255,95 @@ def early_talker_flood():
                 r.log_text().count("early talker") == 1)
 
 
+def send_until_stuck(sock, chunk, limit, stuck=1.0):
+    """Send chunk after chunk without reading until the peer has taken
+    nothing for `stuck` seconds, or limit octets; returns octets sent."""
+    sock.setblocking(False)
+    sent = 0
+    try:
+        while sent < limit:
+            _, w, _ = select.select([], [sock], [], stuck)
+            if not w:
+                break
+            off = sent % len(chunk)
+            try:
+                sent += sock.send(chunk[off:])
+            except BlockingIOError:
+                continue
+    finally:
+        sock.setblocking(True)
+    return sent
+
+
+def read_replies(c, out):
+    """Read raw replies up to QUIT's; out gets (number of 250 lines,
+    the last line)."""
+    data = b""
+    while not data.endswith(b"\r\n") or b"221 " not in data[-200:]:
+        chunk = c.sock.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    lines = data.split(b"\r\n")[:-1]
+    out.append((sum(1 for l in lines if l.startswith(b"250 ")),
+                lines[-1] if lines else b""))
+
+
+def non_reading_client():
+    """A client that pipelines without reading (RFC 2920 3.1 forbids
+    it) makes relayd pause its input, not buffer replies without bound;
+    one that never reads is dropped by the write timeout."""
+    noop = b"NOOP\r\n"
+    chunk = noop * 10000
+    # At "info", not "debug": no log line per command.
+    with gh.Relayd("", SINK, log_level="info") as r:
+        c = gh.Client(r.port)
+        greeted(c)
+        limit = 40 * 1000 * 1000
+        sent = send_until_stuck(c.sock, chunk, limit)
+        # 40 MB of NOOPs would queue 93 MB of replies.
+        R.check("non-reading: relayd stops reading", sent < limit,
+                "%d octets taken" % sent)
+        # Reading the replies lets it go on, in order, to the end.
+        codes = []
+        t = threading.Thread(target=read_replies, args=(c, codes))
+        t.start()
+        rest = noop[sent % len(noop):] if sent % len(noop) else b""
+        c.sock.settimeout(20)
+        c.send(rest + b"QUIT\r\n")
+        t.join(30)
+        n = (sent + len(rest)) // len(noop)
+        got, last = codes[0] if codes else (0, b"")
+        R.check("non-reading: every command answered once read",
+                got == n and last.startswith(b"221 "),
+                "%d 250s of %d, then %r" % (got, n, last))
+        c.close()
+
+    with gh.Relayd("timeout_command = 1;", SINK, log_level="info") as r:
+        c = gh.Client(r.port)
+        greeted(c)
+        # Stuck: relayd's replies are not taken, and after a second
+        # without progress it drops the session.
+        dropped = False
+        try:
+            send_until_stuck(c.sock, chunk, 1 << 40)
+            time.sleep(1.5)
+            c.sock.settimeout(5)
+            c.sock.sendall(chunk * 20)
+        except OSError:
+            dropped = True
+        R.check("never-reading: dropped after the write timeout", dropped)
+        c.close()
+        time.sleep(0.1)
+        R.check("never-reading: log line",
+                "timeout writing to the client" in r.log_text())
+
+
 per_ip_across_workers()
 total_across_workers()
 timeouts()
 pipelined_limits()
 large_inputs()
 early_talker_flood()
+non_reading_client()
 sys.exit(R.done())

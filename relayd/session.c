@@ -60,6 +60,7 @@ struct session {
 	unsigned counted : 1;		/* entered the connection table */
 	int ticket;			/* ... with this ticket */
 	struct gh_chain *chain;
+	unsigned chain_gen;		/* run_chain() calls so far */
 	struct event *close_ev;
 	char *line;			/* max_line_length + 1 */
 	char helo[HELO_MAX];
@@ -272,8 +273,16 @@ session_resume(struct session *s)
 static void
 run_chain(struct session *s, struct gh_call *proto, gh_chain_done_fn done)
 {
+	struct gh_chain *ch;
+	unsigned gen = ++s->chain_gen;
+
 	s->busy = 1;
-	s->chain = gh_chain_run(s->srv->rt, proto, done, s);
+	ch = gh_chain_run(s->srv->rt, proto, done, s);
+	/* If done() ran at once and started the next stage's chain, that
+	 * chain is the pending one: keep its handle, not our NULL, so that
+	 * session_free() can still cancel it. */
+	if (s->chain_gen == gen)
+		s->chain = ch;
 }
 
 /* ------------------------------------------------------------------ */

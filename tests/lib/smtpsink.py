@@ -21,7 +21,7 @@ import time
 
 class Sink:
     def __init__(self, lmtp=False, unix_path=None, pipelining=True,
-                 size=True, eightbit=True, smtputf8=False):
+                 size=True, eightbit=True, smtputf8=False, port=0):
         self.lmtp = lmtp
         self.caps = []
         if pipelining:
@@ -49,7 +49,7 @@ class Sink:
         else:
             self.sock = socket.socket()
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind(("127.0.0.1", 0))
+            self.sock.bind(("127.0.0.1", port))
             self.port = self.sock.getsockname()[1]
         self.sock.listen(64)
         self.qid = 0

@@ -1,0 +1,1689 @@
+/*
+ * spool.c - the durable queue: relayd answers 250 only once the message
+ * and its envelope are on stable storage, then delivers it to the next
+ * hop with retries and bounces (RFC 5321 4.5.4.1, 6.1; RFC 3464).
+ *
+ * Contract.  At `queue` the message (as gh_txn_output writes it) and its
+ * envelope go into a queue file (filters/core/spoolq.h: it carries its
+ * length, an end marker and a CRC-32) written in DIR/tmp, and the hook
+ * returns GH_AGAIN.  A commit thread makes the file durable and moves it
+ * into DIR/queue: fdatasync (one syncfs for a batch), rename, fsync of
+ * the directory; only then is the hook resumed with OK and the client
+ * told 250.  A write, sync or rename failure is DENYSOFT: 452 4.3.1 when
+ * the disk is full (ENOSPC, EDQUOT, EFBIG), else 451 4.3.0.
+ *
+ * Group commit.  Transactions that wait for durability at the same time
+ * are taken by the thread as one batch: one syncfs() of the spool's file
+ * system serves them all, then their renames, then one fsync of the
+ * queue directory.  The event loop never waits on the disk; the thread
+ * wakes it through a pipe and the pending hooks are resumed from there.
+ *
+ * Delivery.  Each worker scans DIR/queue at start and every
+ * scan_interval seconds, in the order of the ids (the order of arrival),
+ * and delivers the files whose next attempt is due through the shared
+ * SMTP/LMTP client (filters/core/smtpc.c).  A fresh message is delivered
+ * at once by the worker that accepted it.  Ownership: a worker holds an
+ * exclusive flock() on the queue file from its creation (or from the
+ * scan that picked it) until the file is removed or replaced, so with
+ * many workers each file has one owner; a worker that dies loses its
+ * locks with its descriptors and the file is picked up by the next scan.
+ * Per recipient: 2xx done; 5xx bounced; 4xx (or no answer) retried: the
+ * file is replaced by one holding the recipients left, the attempt count
+ * and the next attempt time (the `retry` schedule).  Past max_lifetime
+ * the recipients left bounce.
+ *
+ * Bounces are RFC 3464 multipart/report messages from the null sender to
+ * the original sender, queued here like any message (durable first, then
+ * the original is rewritten or removed).  None is made for a message
+ * from the null sender.  A bounce that cannot be delivered goes to the
+ * `postmaster` address once; after that it is dropped with a log line.
+ *
+ * A torn queue file (crash mid-write on a disk that reorders, a damaged
+ * disk) is detected when it is read and moved to DIR/corrupt with a log
+ * line: never delivered half.  This is a relayd-side plugin (it makes
+ * transactions of its own to deliver), built in only.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/file.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "smtpc.h"
+#include "spoolq.h"
+
+#define DSN_HEADERS_MAX (64 * 1024)	/* original headers in a bounce */
+#define MAX_ROUNDS 3			/* transactions per attempt */
+#define PROTO_SMTP 0
+#define PROTO_LMTP 1
+
+struct spool_conf {
+	const char *dir;
+	int protocol;
+	const char *host;
+	long long port;
+	const char *socket;
+	struct gh_strlist retry;
+	long long max_lifetime;
+	long long scan_interval;
+	long long max_deliveries;
+	const char *postmaster;
+	long long connect_timeout;
+	long long command_timeout;
+	long long data_block_timeout;
+	long long data_timeout;
+	long long idle_timeout;
+	long long max_connections;
+};
+
+static const char *const proto_choices[] = { "smtp", "lmtp", NULL };
+
+static const struct gh_directive spool_directives[] = {
+	{ "dir", GH_DT_STRING, offsetof(struct spool_conf, dir),
+	  "\"/var/spool/gatehouse\"", 0, 0, NULL,
+	  "spool directory (tmp/, queue/ and corrupt/ are made in it); "
+	  "must be writable by relayd's user" },
+	{ "protocol", GH_DT_ENUM, offsetof(struct spool_conf, protocol),
+	  "\"smtp\"", 0, 0, proto_choices, "how to talk to the next hop" },
+	{ "host", GH_DT_STRING, offsetof(struct spool_conf, host),
+	  "\"127.0.0.1\"", 0, 0, NULL,
+	  "next hop: an IP address or a name resolved at start-up" },
+	{ "port", GH_DT_INT, offsetof(struct spool_conf, port), "25", 1,
+	  65535, NULL, "next hop's port" },
+	{ "socket", GH_DT_STRING, offsetof(struct spool_conf, socket), "\"\"",
+	  0, 0, NULL, "\"unix:/path\": the next hop on a Unix socket "
+	  "instead of host and port (usually with protocol \"lmtp\")" },
+	{ "retry", GH_DT_STRLIST, offsetof(struct spool_conf, retry),
+	  "[ \"300\", \"600\", \"1200\", \"2400\", \"3600\" ]", 0, 64, NULL,
+	  "waits before each retry, in seconds (suffix s, m, h or d "
+	  "allowed); the last one repeats" },
+	{ "max_lifetime", GH_DT_INT, offsetof(struct spool_conf, max_lifetime),
+	  "432000", 0, 100LL * 86400, NULL, "seconds after arrival when the "
+	  "recipients still deferred bounce (RFC 5321 4.5.4.1: 4-5 days)" },
+	{ "scan_interval", GH_DT_INT,
+	  offsetof(struct spool_conf, scan_interval), "60", 1, 3600, NULL,
+	  "seconds between scans of the queue for due messages" },
+	{ "max_deliveries", GH_DT_INT,
+	  offsetof(struct spool_conf, max_deliveries), "50", 1, 10000, NULL,
+	  "messages one worker delivers at the same time" },
+	{ "postmaster", GH_DT_STRING, offsetof(struct spool_conf, postmaster),
+	  "\"\"", 0, 0, NULL, "where a bounce that cannot be delivered goes, "
+	  "once (empty: it is dropped with a log line)" },
+	{ "connect_timeout", GH_DT_INT,
+	  offsetof(struct spool_conf, connect_timeout), "30", 1, 3600, NULL,
+	  "seconds to establish the connection" },
+	{ "command_timeout", GH_DT_INT,
+	  offsetof(struct spool_conf, command_timeout), "300", 1, 3600, NULL,
+	  "seconds for the greeting and each command's reply (RFC 5321 "
+	  "4.5.3.2)" },
+	{ "data_block_timeout", GH_DT_INT,
+	  offsetof(struct spool_conf, data_block_timeout), "180", 1, 3600,
+	  NULL, "seconds the hop may stop reading the message" },
+	{ "data_timeout", GH_DT_INT, offsetof(struct spool_conf, data_timeout),
+	  "600", 1, 3600, NULL, "seconds for the reply to the final dot "
+	  "(RFC 5321 4.5.3.2.6: at least 10 minutes)" },
+	{ "idle_timeout", GH_DT_INT, offsetof(struct spool_conf, idle_timeout),
+	  "60", 0, 3600, NULL,
+	  "seconds an idle connection is kept for reuse (0: no reuse)" },
+	{ "max_connections", GH_DT_INT,
+	  offsetof(struct spool_conf, max_connections), "20", 1, 10000, NULL,
+	  "connections to the next hop per worker" },
+	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
+};
+
+struct spool;
+
+/* A file waiting for the commit thread. */
+struct job {
+	TAILQ_ENTRY(job) entry;
+	int fd;
+	char tmp[PATH_MAX];
+	char dst[PATH_MAX];
+	int err;			/* errno, 0 when durable in dst */
+	unsigned renamed : 1;
+	void (*done)(struct spool *, struct job *);
+	void *arg;
+};
+TAILQ_HEAD(jobq, job);
+
+enum rstate { R_PENDING = 0, R_DONE, R_BOUNCE, R_DEFER };
+
+struct rcpt_state {
+	enum rstate state;
+	struct smtpc_reply reply;
+};
+
+/* A queue file being delivered; it holds the file's lock. */
+struct dlv {
+	TAILQ_ENTRY(dlv) entry;
+	struct spool *sp;
+	int fd;
+	char path[PATH_MAX];
+	struct spoolq_env env;
+	struct rcpt_state *rs;
+	struct gh_conn *gc;
+	struct gh_txn *t;
+	struct smtpc_txn *x;
+	int round;
+	struct job *job;		/* a bounce or rewrite being committed */
+	struct smtpc_reply last;	/* for the error line */
+};
+
+/* A pending queue hook. */
+struct acc {
+	struct spool *sp;
+	struct gh_call *call;
+	struct spoolq_env env;
+	int cancelled;
+};
+
+struct spool {
+	struct gh_plugin *p;
+	const struct spool_conf *cf;
+	char qdir[PATH_MAX], tdir[PATH_MAX], cdir[PATH_MAX];
+	int qdirfd;
+	long long *retry;
+	size_t nretry;
+	struct smtpc_pool *pool;
+	/* Commit thread. */
+	pthread_t thr;
+	int thr_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct jobq todo, done;
+	int stop;
+	int wake[2];
+	struct event *wake_ev;
+	/* Delivery. */
+	struct event *scan_ev;
+	TAILQ_HEAD(, dlv) dlvs;
+	size_t ndlv;
+	int scanned_once;
+	int closing;
+};
+
+static void dlv_start(struct spool *sp, int fd, const char *path,
+		      struct spoolq_env *env);
+static void dlv_free(struct dlv *d);
+static void scan_soon(struct spool *sp);
+
+/* dir/name into dst; -1 (and an empty dst) when it does not fit. */
+static int
+path_join(char *dst, size_t n, const char *dir, const char *name)
+{
+	int r = snprintf(dst, n, "%s/%s", dir, name);
+
+	if (r < 0 || (size_t)r >= n) {
+		dst[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The commit thread: group commit of queue files.                      */
+
+static void
+batch_commit(struct spool *sp, struct jobq *b)
+{
+	struct job *j;
+	int n = 0, err = 0, renamed = 0;
+
+	TAILQ_FOREACH(j, b, entry)
+		n++;
+	/* One syncfs covers every file of the batch (they are on the
+	 * spool's file system); a lone file gets its own fdatasync. */
+	if (n > 1) {
+		if (syncfs(sp->qdirfd) != 0)
+			err = errno;
+	}
+	TAILQ_FOREACH(j, b, entry) {
+		if (err != 0) {
+			j->err = err;
+			continue;
+		}
+		if (n == 1 && fdatasync(j->fd) != 0) {
+			j->err = errno;
+			continue;
+		}
+		if (rename(j->tmp, j->dst) != 0) {
+			j->err = errno;
+			continue;
+		}
+		j->renamed = 1;
+		renamed++;
+	}
+	/* The new names are durable once the directory is. */
+	if (renamed > 0 && fsync(sp->qdirfd) != 0) {
+		err = errno;
+		TAILQ_FOREACH(j, b, entry)
+			if (j->renamed)
+				j->err = err;
+	}
+}
+
+static void *
+committer(void *arg)
+{
+	struct spool *sp = arg;
+	struct jobq b;
+	struct job *j;
+	sigset_t all;
+	char x = 1;
+
+	/* Signals are the event loop's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;) {
+		pthread_mutex_lock(&sp->mu);
+		while (TAILQ_EMPTY(&sp->todo) && !sp->stop)
+			pthread_cond_wait(&sp->cv, &sp->mu);
+		if (TAILQ_EMPTY(&sp->todo) && sp->stop) {
+			pthread_mutex_unlock(&sp->mu);
+			break;
+		}
+		TAILQ_INIT(&b);
+		while ((j = TAILQ_FIRST(&sp->todo)) != NULL) {
+			TAILQ_REMOVE(&sp->todo, j, entry);
+			TAILQ_INSERT_TAIL(&b, j, entry);
+		}
+		pthread_mutex_unlock(&sp->mu);
+		batch_commit(sp, &b);
+		pthread_mutex_lock(&sp->mu);
+		while ((j = TAILQ_FIRST(&b)) != NULL) {
+			TAILQ_REMOVE(&b, j, entry);
+			TAILQ_INSERT_TAIL(&sp->done, j, entry);
+		}
+		pthread_mutex_unlock(&sp->mu);
+		while (write(sp->wake[1], &x, 1) < 0 && errno == EINTR)
+			;
+	}
+	return NULL;
+}
+
+static void
+job_submit(struct spool *sp, struct job *j)
+{
+	pthread_mutex_lock(&sp->mu);
+	TAILQ_INSERT_TAIL(&sp->todo, j, entry);
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+static void
+jobs_done(struct spool *sp)
+{
+	struct jobq q;
+	struct job *j;
+
+	TAILQ_INIT(&q);
+	pthread_mutex_lock(&sp->mu);
+	while ((j = TAILQ_FIRST(&sp->done)) != NULL) {
+		TAILQ_REMOVE(&sp->done, j, entry);
+		TAILQ_INSERT_TAIL(&q, j, entry);
+	}
+	pthread_mutex_unlock(&sp->mu);
+	while ((j = TAILQ_FIRST(&q)) != NULL) {
+		TAILQ_REMOVE(&q, j, entry);
+		j->done(sp, j);
+	}
+}
+
+static void
+wake_read(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[256];
+
+	(void)what;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	jobs_done(arg);
+}
+
+static struct job *
+job_new(const char *tmp, const char *dst, int fd,
+	void (*done)(struct spool *, struct job *), void *arg)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL)
+		return NULL;
+	memcpy(j->tmp, tmp, strnlen(tmp, sizeof(j->tmp) - 1));
+	memcpy(j->dst, dst, strnlen(dst, sizeof(j->dst) - 1));
+	j->fd = fd;
+	j->done = done;
+	j->arg = arg;
+	return j;
+}
+
+static int
+no_space(int err)
+{
+	return err == ENOSPC || err == EDQUOT || err == EFBIG;
+}
+
+/* ------------------------------------------------------------------ */
+/* Accepting: the queue hook.                                           */
+
+static int
+out_put(void *arg, const char *data, size_t n)
+{
+	return spoolq_w_put(arg, data, n);
+}
+
+static void
+acc_free(struct acc *a)
+{
+	spoolq_env_free(&a->env);
+	free(a);
+}
+
+static void
+accept_done(struct spool *sp, struct job *j)
+{
+	struct acc *a = j->arg;
+	struct gh_call *c = a->call;
+
+	if (j->err != 0 && !j->renamed)
+		unlink(j->tmp);
+	if (a->cancelled || sp->closing) {
+		/* The client was never told 250: the message must not be
+		 * delivered, or its retry would make a duplicate. */
+		if (j->renamed) {
+			unlink(j->dst);
+			gh_log(GH_LOG_INFO, "spool: %s removed: the client went "
+			       "before it was acknowledged", a->env.id);
+		}
+		close(j->fd);
+		acc_free(a);
+		free(j);
+		return;
+	}
+	if (j->err != 0) {
+		if (j->renamed)
+			unlink(j->dst);
+		gh_clog(c, GH_LOG_ERR, "cannot store %s: %s", a->env.id,
+			strerror(j->err));
+		gh_result(c, GH_ERR, "sync: %s", strerror(j->err));
+		if (no_space(j->err))
+			gh_reply(c, 452, "4.3.1", "Insufficient system storage");
+		else
+			gh_reply(c, 451, "4.3.0", "Local error storing the "
+				 "message, try again later");
+		close(j->fd);
+		acc_free(a);
+		free(j);
+		gh_resume(c, GH_DENYSOFT);
+		return;
+	}
+	c->txn->queue_reply = gh_psprintf(c->txn->pool, "%s queued",
+	    a->env.id);
+	gh_clog(c, GH_LOG_INFO, "queued %s from <%s> for %zu recipients",
+		a->env.id, a->env.from, a->env.nrcpts);
+	gh_result(c, GH_PASS, "queued %s", a->env.id);
+	gh_resume(c, GH_OK);
+	/* Deliver it now, under the lock taken when it was created. */
+	dlv_start(sp, j->fd, j->dst, &a->env);
+	free(a);
+	free(j);
+}
+
+static void
+accept_cancel(void *arg)
+{
+	struct acc *a = arg;
+
+	a->cancelled = 1;
+}
+
+/* MAIL parameters worth keeping for the next hop (SIZE is recomputed). */
+static char *
+keep_params(const struct gh_path *f)
+{
+	const char *body = gh_path_param(f, "BODY");
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "%s%s%s", body != NULL ? "BODY=" : "",
+		 body != NULL ? (strcasecmp(body, "7BIT") == 0 ? "7BIT" :
+		 "8BITMIME") : "", gh_path_param(f, "SMTPUTF8") != NULL ?
+		 (body != NULL ? " SMTPUTF8" : "SMTPUTF8") : "");
+	return strdup(buf);
+}
+
+static enum gh_verdict
+store_failed(struct gh_call *c, int err, const char *what)
+{
+	gh_clog(c, GH_LOG_ERR, "cannot store the message: %s: %s", what,
+		strerror(err));
+	gh_result(c, GH_ERR, "%s: %s", what, strerror(err));
+	if (no_space(err))
+		gh_reply(c, 452, "4.3.1", "Insufficient system storage");
+	else
+		gh_reply(c, 451, "4.3.0", "Local error storing the message, "
+			 "try again later");
+	return GH_DENYSOFT;
+}
+
+static enum gh_verdict
+spool_queue(struct gh_call *c)
+{
+	struct spool *sp = c->plugin->data;
+	struct gh_txn *t = c->txn;
+	const struct gh_rcpt *r;
+	struct spoolq_w *w;
+	struct acc *a;
+	struct job *j;
+	char tmp[PATH_MAX], dst[PATH_MAX];
+	int fd, err;
+	off_t hdr;
+
+	if (t == NULL)
+		return GH_CONT;
+	for (r = t->rcpts; r != NULL; r = r->next)
+		if (!r->removed)
+			break;
+	if (r == NULL) {
+		gh_clog(c, GH_LOG_INFO, "no recipients left, nothing queued");
+		gh_result(c, GH_SKIP, "no recipients");
+		t->queue_reply = gh_psprintf(t->pool, "%s; no recipients "
+		    "left", t->id);
+		return GH_OK;
+	}
+	if ((a = calloc(1, sizeof(*a))) == NULL ||
+	    (w = malloc(sizeof(*w))) == NULL) {
+		free(a);
+		return store_failed(c, ENOMEM, "memory");
+	}
+	a->sp = sp;
+	a->call = c;
+	snprintf(a->env.id, sizeof(a->env.id), "%s", t->id);
+	snprintf(a->env.host, sizeof(a->env.host), "%s",
+		 c->conn->hostname != NULL ? c->conn->hostname : "localhost");
+	a->env.kind = SPOOLQ_MSG;
+	a->env.arrival = a->env.next = (long long)time(NULL);
+	a->env.from = strdup(t->mail_from != NULL ?
+	    t->mail_from->addr.mailbox : "");
+	a->env.params = keep_params(t->mail_from);
+	a->env.error = strdup("");
+	for (r = t->rcpts; r != NULL; r = r->next)
+		if (!r->removed && spoolq_env_add_rcpt(&a->env,
+		    r->path.addr.mailbox) != 0)
+			break;
+	if (r != NULL || a->env.from == NULL || a->env.params == NULL ||
+	    a->env.error == NULL) {
+		free(w);
+		acc_free(a);
+		return store_failed(c, ENOMEM, "memory");
+	}
+	path_join(tmp, sizeof(tmp), sp->tdir, t->id);
+	path_join(dst, sizeof(dst), sp->qdir, t->id);
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = errno;
+		free(w);
+		acc_free(a);
+		return store_failed(c, err, "open");
+	}
+	/* Ours from now until delivered: see "Ownership" above. */
+	flock(fd, LOCK_EX | LOCK_NB);
+	spoolq_w_init(w, fd);
+	if (spoolq_w_env(w, &a->env) != 0)
+		goto wfail;
+	hdr = (off_t)w->len;
+	if (gh_txn_output(t, out_put, w) != 0) {
+		if (w->err == 0)
+			w->err = errno != 0 ? errno : EIO;
+		goto wfail;
+	}
+	if (spoolq_w_finish(w) != 0)
+		goto wfail;
+	a->env.msg_off = hdr;
+	a->env.msg_len = (off_t)w->len - hdr;
+	free(w);
+	if ((j = job_new(tmp, dst, fd, accept_done, a)) == NULL) {
+		close(fd);
+		unlink(tmp);
+		acc_free(a);
+		return store_failed(c, ENOMEM, "memory");
+	}
+	job_submit(sp, j);
+	gh_on_cancel(c, accept_cancel, a);
+	return GH_AGAIN;
+wfail:
+	err = w->err != 0 ? w->err : EIO;
+	free(w);
+	close(fd);
+	unlink(tmp);
+	acc_free(a);
+	return store_failed(c, err, "write");
+}
+
+/* ------------------------------------------------------------------ */
+/* Bounces (RFC 3464).                                                  */
+
+static void
+rfc5322_date(char *buf, size_t n, time_t when)
+{
+	struct tm tm;
+
+	localtime_r(&when, &tm);
+	strftime(buf, n, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+static int w_fmt(struct spoolq_w *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int
+w_fmt(struct spoolq_w *w, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	return spoolq_w_put(w, buf, (size_t)n < sizeof(buf) ? (size_t)n :
+	    sizeof(buf) - 1);
+}
+
+/* Status of a recipient given up on: the hop's enhanced code, else one
+ * of its class (RFC 3463); 4.4.7 when it expired while deferred. */
+static void
+dsn_status(const struct rcpt_state *r, char *buf, size_t n)
+{
+	if (r->state == R_DEFER || r->reply.code / 100 != 5)
+		snprintf(buf, n, "4.4.7");
+	else if (r->reply.enh[0] == '5')
+		snprintf(buf, n, "%s", r->reply.enh);
+	else
+		snprintf(buf, n, "5.0.0");
+}
+
+/* The original's header block, up to DSN_HEADERS_MAX, whole lines. */
+static int
+put_orig_headers(struct spoolq_w *w, const struct dlv *d)
+{
+	char *buf, *end;
+	size_t want = DSN_HEADERS_MAX;
+	ssize_t n;
+	int rc;
+
+	if ((off_t)want > d->env.msg_len)
+		want = (size_t)d->env.msg_len;
+	if ((buf = malloc(want + 1)) == NULL)
+		return -1;
+	n = pread(d->fd, buf, want, d->env.msg_off);
+	if (n < 0) {
+		free(buf);
+		return -1;
+	}
+	buf[n] = '\0';
+	if ((end = strstr(buf, "\r\n\r\n")) != NULL)
+		n = end - buf + 2;
+	else {
+		/* Cut at the last whole line. */
+		while (n > 0 && buf[n - 1] != '\n')
+			n--;
+	}
+	rc = spoolq_w_put(w, buf, (size_t)n);
+	free(buf);
+	return rc;
+}
+
+/* Write the bounce for d's recipients in state R_BOUNCE (given up). */
+static int
+dsn_write(struct spoolq_w *w, const struct dlv *d, const char *id,
+	  time_t now)
+{
+	const struct spoolq_env *e = &d->env;
+	char date[64], arrival[64], boundary[128], status[16];
+	size_t i;
+
+	rfc5322_date(date, sizeof(date), now);
+	rfc5322_date(arrival, sizeof(arrival), (time_t)e->arrival);
+	if (path_join(boundary, sizeof(boundary), id, e->host) != 0)
+		snprintf(boundary, sizeof(boundary), "%s", id);
+	if (w_fmt(w, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
+	    "To: <%s>\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+	    "Date: %s\r\nMessage-ID: <%s@%s>\r\n"
+	    "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: multipart/report; report-type=delivery-status;"
+	    "\r\n\tboundary=\"%s\"\r\n\r\n"
+	    "This is a MIME-encapsulated message.\r\n\r\n--%s\r\n"
+	    "Content-Description: Notification\r\n"
+	    "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+	    "This is the mail system at host %s.\r\n\r\n"
+	    "Your message %s could not be delivered to one or more\r\n"
+	    "recipients.  The details are below; the headers of your\r\n"
+	    "message are attached.\r\n\r\n", e->host, e->from, date, id,
+	    e->host, boundary, boundary, e->host, e->id) != 0)
+		return -1;
+	for (i = 0; i < e->nrcpts; i++) {
+		const struct rcpt_state *r = &d->rs[i];
+
+		if (r->state != R_BOUNCE)
+			continue;
+		if (w_fmt(w, "<%s>: %s%d %s %s\r\n", e->rcpts[i],
+		    r->reply.local ? "" : "host said: ", r->reply.code,
+		    r->reply.enh, r->reply.text) != 0)
+			return -1;
+	}
+	if (w_fmt(w, "\r\n--%s\r\nContent-Description: Delivery report\r\n"
+	    "Content-Type: message/delivery-status\r\n\r\n"
+	    "Reporting-MTA: dns; %s\r\nX-Gatehouse-Queue-ID: %s\r\n"
+	    "Arrival-Date: %s\r\n", boundary, e->host, e->id, arrival) != 0)
+		return -1;
+	for (i = 0; i < e->nrcpts; i++) {
+		const struct rcpt_state *r = &d->rs[i];
+
+		if (r->state != R_BOUNCE)
+			continue;
+		dsn_status(r, status, sizeof(status));
+		if (w_fmt(w, "\r\nFinal-Recipient: rfc822; %s\r\n"
+		    "Action: failed\r\nStatus: %s\r\n", e->rcpts[i],
+		    status) != 0)
+			return -1;
+		if (!r->reply.local && w_fmt(w, "Remote-MTA: dns; %s\r\n",
+		    smtpc_pool_name(d->sp->pool)) != 0)
+			return -1;
+		if (w_fmt(w, "Diagnostic-Code: %s; %d %s %s\r\n",
+		    r->reply.local ? "X-gatehouse" : "smtp", r->reply.code,
+		    r->reply.enh, r->reply.text) != 0)
+			return -1;
+	}
+	if (w_fmt(w, "\r\n--%s\r\nContent-Description: Undelivered message "
+	    "headers\r\nContent-Type: text/rfc822-headers\r\n\r\n",
+	    boundary) != 0 || put_orig_headers(w, d) != 0 ||
+	    w_fmt(w, "\r\n--%s--\r\n", boundary) != 0)
+		return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Delivery.                                                           */
+
+static long long
+retry_delay(const struct spool *sp, long long attempts)
+{
+	size_t i;
+
+	if (sp->nretry == 0)
+		return 3600;
+	i = attempts < 0 ? 0 : (size_t)attempts;
+	if (i >= sp->nretry)
+		i = sp->nretry - 1;
+	return sp->retry[i];
+}
+
+static void
+dlv_free(struct dlv *d)
+{
+	struct spool *sp = d->sp;
+
+	if (d->x != NULL)
+		smtpc_txn_cancel(d->x);
+	if (d->gc != NULL)
+		gh_conn_free(d->gc);
+	if (d->fd >= 0)
+		close(d->fd);
+	spoolq_env_free(&d->env);
+	free(d->rs);
+	TAILQ_REMOVE(&sp->dlvs, d, entry);
+	sp->ndlv--;
+	free(d);
+	if (!sp->closing)
+		scan_soon(sp);
+}
+
+static void
+move_corrupt(struct spool *sp, const char *path, const char *name,
+	     const char *why)
+{
+	char dst[PATH_MAX];
+
+	path_join(dst, sizeof(dst), sp->cdir, name);
+	if (rename(path, dst) == 0)
+		gh_log(GH_LOG_ERR, "spool: queue file %s is damaged (%s): "
+		       "moved to %s, not delivered", name, why, dst);
+	else
+		gh_log(GH_LOG_ERR, "spool: queue file %s is damaged (%s) and "
+		       "cannot be moved to %s: %s", name, why, dst,
+		       strerror(errno));
+}
+
+static void
+rewrite_done(struct spool *sp, struct job *j)
+{
+	struct dlv *d = j->arg;
+
+	(void)sp;
+	d->job = NULL;
+	if (j->err != 0) {
+		if (!j->renamed)
+			unlink(j->tmp);
+		gh_log(GH_LOG_ERR, "spool: %s: cannot save the recipients "
+		       "left: %s (retried from the old file)", d->env.id,
+		       strerror(j->err));
+	}
+	close(j->fd);
+	free(j);
+	dlv_free(d);
+}
+
+/* After the attempt (and its bounce): keep the recipients left, or
+ * remove the file. */
+static void
+dlv_conclude(struct dlv *d, int keep_bounced)
+{
+	struct spool *sp = d->sp;
+	struct spoolq_env ne;
+	struct job *j;
+	char tmp[PATH_MAX], err[SMTPC_TEXT_MAX + 64], name[128];
+	size_t i;
+	int nfd;
+	time_t now = time(NULL);
+
+	memset(&ne, 0, sizeof(ne));
+	ne = d->env;
+	ne.rcpts = NULL;
+	ne.nrcpts = 0;
+	for (i = 0; i < d->env.nrcpts; i++)
+		if (d->rs[i].state == R_DEFER || (keep_bounced &&
+		    d->rs[i].state == R_BOUNCE))
+			if (spoolq_env_add_rcpt(&ne, d->env.rcpts[i]) != 0)
+				break;
+	if (ne.nrcpts == 0 && i == d->env.nrcpts) {
+		free(ne.rcpts);
+		if (unlink(d->path) != 0)
+			gh_log(GH_LOG_ERR, "spool: %s: unlink: %s", d->path,
+			       strerror(errno));
+		else
+			gh_log(GH_LOG_DEBUG, "spool: %s done", d->env.id);
+		dlv_free(d);
+		return;
+	}
+	ne.attempts = d->env.attempts + 1;
+	ne.next = (long long)now + retry_delay(sp, d->env.attempts);
+	snprintf(err, sizeof(err), "%d %s %s", d->last.code, d->last.enh,
+		 d->last.text);
+	ne.error = err;
+	snprintf(name, sizeof(name), "%s.r%lld", d->env.id, ne.attempts);
+	path_join(tmp, sizeof(tmp), sp->tdir, name);
+	unlink(tmp);
+	if (i < d->env.nrcpts || spoolq_rewrite(tmp, &ne, d->fd, &nfd) != 0) {
+		gh_log(GH_LOG_ERR, "spool: %s: cannot save the recipients "
+		       "left: %s (retried from the old file)", d->env.id,
+		       strerror(errno));
+		for (i = 0; i < ne.nrcpts; i++)
+			free(ne.rcpts[i]);
+		free(ne.rcpts);
+		dlv_free(d);
+		return;
+	}
+	gh_log(GH_LOG_INFO, "spool: %s deferred for %zu recipients, attempt "
+	       "%lld, next in %llds", d->env.id, ne.nrcpts, ne.attempts,
+	       ne.next - (long long)now);
+	for (i = 0; i < ne.nrcpts; i++)
+		free(ne.rcpts[i]);
+	free(ne.rcpts);
+	if ((j = job_new(tmp, d->path, nfd, rewrite_done, d)) == NULL) {
+		close(nfd);
+		unlink(tmp);
+		dlv_free(d);
+		return;
+	}
+	d->job = j;
+	job_submit(sp, j);
+}
+
+static void
+dsn_done(struct spool *sp, struct job *j)
+{
+	struct dlv *d = j->arg;
+	struct spoolq_env *ne = (struct spoolq_env *)(j + 1);
+	int ok = j->err == 0;
+
+	d->job = NULL;
+	if (!ok) {
+		if (!j->renamed)
+			unlink(j->tmp);
+		gh_log(GH_LOG_ERR, "spool: %s: cannot store the bounce: %s "
+		       "(recipients kept for a retry)", d->env.id,
+		       strerror(j->err));
+		close(j->fd);
+		spoolq_env_free(ne);
+	} else if (sp->closing) {
+		close(j->fd);
+		spoolq_env_free(ne);
+	} else {
+		dlv_start(sp, j->fd, j->dst, ne);
+	}
+	free(j);
+	if (sp->closing) {
+		dlv_free(d);
+		return;
+	}
+	dlv_conclude(d, !ok);
+}
+
+/* Queue a bounce (or pass a failed bounce to the postmaster).  Returns
+ * 1 when a job was started (dlv_conclude follows), 0 when there is no
+ * bounce to send. */
+static int
+dlv_bounce(struct dlv *d)
+{
+	struct spool *sp = d->sp;
+	const struct spool_conf *cf = sp->cf;
+	struct spoolq_env *ne;
+	struct spoolq_w *w = NULL;
+	struct job *j;
+	char id[32], tmp[PATH_MAX], dst[PATH_MAX];
+	time_t now = time(NULL);
+	int fd = -1;
+
+	if (d->env.kind == SPOOLQ_MSG && d->env.from[0] == '\0') {
+		gh_log(GH_LOG_INFO, "spool: %s: no bounce for a message from "
+		       "the null sender (RFC 5321 4.5.5)", d->env.id);
+		return 0;
+	}
+	if (d->env.kind == SPOOLQ_DSN_PM || (d->env.kind == SPOOLQ_DSN &&
+	    cf->postmaster[0] == '\0')) {
+		gh_log(GH_LOG_WARN, "spool: %s: undeliverable bounce dropped",
+		       d->env.id);
+		return 0;
+	}
+	if ((j = calloc(1, sizeof(*j) + sizeof(*ne))) == NULL)
+		goto fail;
+	ne = (struct spoolq_env *)(j + 1);
+	gh_make_id(id, sizeof(id));
+	snprintf(ne->id, sizeof(ne->id), "%s", id);
+	snprintf(ne->host, sizeof(ne->host), "%s", d->env.host);
+	ne->arrival = ne->next = (long long)now;
+	if ((ne->from = strdup("")) == NULL ||
+	    (ne->params = strdup("")) == NULL ||
+	    (ne->error = strdup("")) == NULL)
+		goto fail;
+	path_join(tmp, sizeof(tmp), sp->tdir, id);
+	path_join(dst, sizeof(dst), sp->qdir, id);
+	if (d->env.kind == SPOOLQ_DSN) {
+		/* A bounce that bounced: the same report to the
+		 * postmaster, once. */
+		ne->kind = SPOOLQ_DSN_PM;
+		if (spoolq_env_add_rcpt(ne, cf->postmaster) != 0)
+			goto fail;
+		ne->msg_off = d->env.msg_off;
+		ne->msg_len = d->env.msg_len;
+		if (spoolq_rewrite(tmp, ne, d->fd, &fd) != 0)
+			goto fail;
+		{
+			/* Same octets, new envelope: where they are now. */
+			struct spoolq_env chk;
+			char why[128];
+
+			if (spoolq_load(fd, &chk, 0, why, sizeof(why)) != 0)
+				goto fail;
+			ne->msg_off = chk.msg_off;
+			spoolq_env_free(&chk);
+		}
+		gh_log(GH_LOG_INFO, "spool: bounce %s undeliverable: sent to "
+		       "the postmaster <%s> as %s", d->env.id, cf->postmaster,
+		       id);
+	} else {
+		off_t hdr;
+
+		ne->kind = SPOOLQ_DSN;
+		if (spoolq_env_add_rcpt(ne, d->env.from) != 0 ||
+		    (w = malloc(sizeof(*w))) == NULL)
+			goto fail;
+		fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			goto fail;
+		flock(fd, LOCK_EX | LOCK_NB);
+		spoolq_w_init(w, fd);
+		if (spoolq_w_env(w, ne) != 0)
+			goto fail;
+		hdr = (off_t)w->len;
+		if (dsn_write(w, d, id, now) != 0 || spoolq_w_finish(w) != 0)
+			goto fail;
+		ne->msg_off = hdr;
+		ne->msg_len = (off_t)w->len - hdr;
+		free(w);
+		w = NULL;
+		gh_log(GH_LOG_INFO, "spool: %s: bounce %s to <%s>", d->env.id,
+		       id, d->env.from);
+	}
+	memcpy(j->tmp, tmp, strnlen(tmp, sizeof(j->tmp) - 1));
+	memcpy(j->dst, dst, strnlen(dst, sizeof(j->dst) - 1));
+	j->fd = fd;
+	j->done = dsn_done;
+	j->arg = d;
+	d->job = j;
+	job_submit(sp, j);
+	return 1;
+fail:
+	gh_log(GH_LOG_ERR, "spool: %s: cannot write the bounce: %s "
+	       "(recipients kept for a retry)", d->env.id, strerror(errno));
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	free(w);
+	if (j != NULL) {
+		spoolq_env_free(ne);
+		free(j);
+	}
+	return -1;
+}
+
+static const char *
+state_name(enum rstate s)
+{
+	switch (s) {
+	case R_DONE:
+		return "delivered";
+	case R_BOUNCE:
+		return "bounced";
+	case R_DEFER:
+		return "deferred";
+	default:
+		return "pending";
+	}
+}
+
+/* The attempt is over: log, bounce, then keep or remove. */
+static void
+dlv_finish(struct dlv *d)
+{
+	struct spool *sp = d->sp;
+	time_t now = time(NULL);
+	int expired = now - (time_t)d->env.arrival >=
+	    (time_t)sp->cf->max_lifetime;
+	size_t i, nbounce = 0;
+	int rc;
+
+	for (i = 0; i < d->env.nrcpts; i++) {
+		struct rcpt_state *r = &d->rs[i];
+
+		if (r->state == R_PENDING)
+			r->state = R_DEFER;	/* not tried: cannot happen */
+		if (r->state == R_DEFER && expired) {
+			r->state = R_BOUNCE;
+			gh_log(GH_LOG_INFO, "spool: %s to <%s>: expired after "
+			       "%llds in the queue", d->env.id, d->env.rcpts[i],
+			       (long long)(now - (time_t)d->env.arrival));
+		}
+		if (r->state == R_BOUNCE)
+			nbounce++;
+		if (r->state != R_DONE)
+			d->last = r->reply;
+		gh_log(GH_LOG_INFO, "spool: %s to <%s> %s via %s: %d %s %s",
+		       d->env.id, d->env.rcpts[i], state_name(r->state),
+		       smtpc_pool_name(sp->pool), r->reply.code, r->reply.enh,
+		       r->reply.text);
+	}
+	if (nbounce > 0) {
+		rc = dlv_bounce(d);
+		if (rc == 1)
+			return;		/* dsn_done concludes */
+		dlv_conclude(d, rc < 0);
+		return;
+	}
+	dlv_conclude(d, 0);
+}
+
+static void
+set_state(struct rcpt_state *r, const struct smtpc_reply *rep)
+{
+	r->reply = *rep;
+	if (rep->code / 100 == 2)
+		r->state = R_DONE;
+	else if (rep->code / 100 == 5)
+		r->state = R_BOUNCE;
+	else
+		r->state = R_DEFER;
+}
+
+static void dlv_done(void *arg, const struct smtpc_result *res);
+
+static void
+dlv_send(struct dlv *d)
+{
+	d->x = smtpc_txn_start(d->sp->pool, d->env.host, d->t, dlv_done, d);
+	if (d->x == NULL) {
+		size_t i;
+
+		for (i = 0; i < d->env.nrcpts; i++)
+			if (d->rs[i].state == R_PENDING) {
+				memset(&d->rs[i].reply, 0,
+				       sizeof(d->rs[i].reply));
+				d->rs[i].reply.code = 451;
+				d->rs[i].reply.local = 1;
+				snprintf(d->rs[i].reply.text,
+				    sizeof(d->rs[i].reply.text),
+				    "out of memory");
+				d->rs[i].state = R_DEFER;
+			}
+		dlv_finish(d);
+	}
+}
+
+static void
+dlv_done(void *arg, const struct smtpc_result *res)
+{
+	struct dlv *d = arg;
+	struct gh_rcpt *gr;
+	size_t i, k = 0, again = 0;
+
+	d->x = NULL;
+	/* The recipients of this round, in order, are the txn's ones not
+	 * removed; the same order as res->rcpts. */
+	for (i = 0, gr = d->t->rcpts; i < d->env.nrcpts && gr != NULL;
+	    i++, gr = gr->next) {
+		const struct smtpc_rcpt *rr;
+
+		if (gr->removed)
+			continue;
+		if (k >= res->nrcpts)
+			break;
+		rr = &res->rcpts[k++];
+		switch (res->stage) {
+		case SMTPC_ST_RCPT:
+			if (rr->refused)
+				set_state(&d->rs[i], &rr->reply);
+			else if (rr->reply.code == 0)
+				set_state(&d->rs[i], &res->reply);
+			else {
+				again++;
+				continue;
+			}
+			gh_rcpt_remove(d->t, gr);
+			break;
+		case SMTPC_ST_DOT:
+			if (d->sp->cf->protocol == PROTO_LMTP)
+				set_state(&d->rs[i], rr->failed ?
+				    &rr->final : rr->final.code ? &rr->final :
+				    &res->reply);
+			else
+				set_state(&d->rs[i], &res->reply);
+			break;
+		default:
+			set_state(&d->rs[i], &res->reply);
+			break;
+		}
+	}
+	/* The hop refused some recipients, so nothing was sent (smtpc's
+	 * all-or-nothing rule): send again to those it took. */
+	if (again > 0 && ++d->round < MAX_ROUNDS) {
+		dlv_send(d);
+		return;
+	}
+	for (i = 0; i < d->env.nrcpts; i++)
+		if (d->rs[i].state == R_PENDING) {
+			d->rs[i].reply = res->reply;
+			d->rs[i].state = R_DEFER;
+		}
+	dlv_finish(d);
+}
+
+static void
+fill_params(struct gh_path *p, char *params, off_t size)
+{
+	char *tok, *save = NULL, *eq;
+
+	for (tok = strtok_r(params, " ", &save); tok != NULL &&
+	    p->nparams < GH_MAX_PARAMS - 1; tok = strtok_r(NULL, " ", &save)) {
+		if ((eq = strchr(tok, '=')) != NULL)
+			*eq++ = '\0';
+		p->params[p->nparams].key = tok;
+		p->params[p->nparams++].value = eq;
+	}
+	(void)size;
+}
+
+static void
+addr_set(struct gh_pool *pool, struct gh_addr *a, const char *mailbox)
+{
+	const char *at = strrchr(mailbox, '@');
+
+	a->mailbox = gh_pstrdup(pool, mailbox);
+	a->local = at != NULL ? gh_pstrndup(pool, mailbox,
+	    (size_t)(at - mailbox)) : a->mailbox;
+	a->domain = at != NULL ? gh_pstrdup(pool, at + 1) : NULL;
+	a->is_null = mailbox[0] == '\0';
+}
+
+/* The transaction smtpc sends: envelope and octets from the file. */
+static int
+dlv_build(struct dlv *d)
+{
+	struct gh_message_limits lim;
+	struct gh_txn *t;
+	struct gh_rcpt **tail;
+	char buf[65536];
+	off_t pos = d->env.msg_off, end = d->env.msg_off + d->env.msg_len;
+	ssize_t n;
+	size_t i, want;
+
+	if ((d->gc = gh_conn_new(d->sp->p->base)) == NULL)
+		return -1;
+	d->gc->hostname = gh_pstrdup(d->gc->pool, d->env.host);
+	t = d->t = gh_txn_new(d->gc);
+	t->mail_from = gh_palloc(t->pool, sizeof(*t->mail_from));
+	addr_set(t->pool, &t->mail_from->addr, d->env.from);
+	fill_params(t->mail_from, gh_pstrdup(t->pool, d->env.params),
+		    d->env.msg_len);
+	t->mail_from->params[t->mail_from->nparams].key = "SIZE";
+	t->mail_from->params[t->mail_from->nparams++].value =
+	    gh_psprintf(t->pool, "%lld", (long long)d->env.msg_len);
+	tail = &t->rcpts;
+	for (i = 0; i < d->env.nrcpts; i++) {
+		struct gh_rcpt *r = gh_palloc(t->pool, sizeof(*r));
+
+		addr_set(t->pool, &r->path.addr, d->env.rcpts[i]);
+		*tail = r;
+		tail = &r->next;
+		t->nrcpts++;
+	}
+	memset(&lim, 0, sizeof(lim));
+	lim.mem_threshold = 1024 * 1024;
+	/* What relayd stored is what goes out: no header bound may cut
+	 * it (past a bound the message store stops keeping octets). */
+	lim.max_header_line = lim.max_header_size = 256 * 1024 * 1024;
+	lim.tmpdir = d->sp->tdir;
+	t->msg = gh_msg_new(t->pool, &lim);
+	while (pos < end) {
+		want = sizeof(buf);
+		if ((off_t)want > end - pos)
+			want = (size_t)(end - pos);
+		if ((n = pread(d->fd, buf, want, pos)) <= 0)
+			return -1;
+		if (gh_msg_write(t->msg, buf, (size_t)n) != GH_MSG_OK)
+			return -1;
+		pos += n;
+	}
+	return gh_msg_finish(t->msg) == GH_MSG_OK ? 0 : -1;
+}
+
+/* Deliver the queue file open (and locked) on fd; takes fd and env. */
+static void
+dlv_start(struct spool *sp, int fd, const char *path, struct spoolq_env *env)
+{
+	struct dlv *d;
+
+	if (sp->closing || sp->ndlv >= (size_t)sp->cf->max_deliveries ||
+	    (d = calloc(1, sizeof(*d))) == NULL) {
+		/* The next scan takes it. */
+		close(fd);
+		spoolq_env_free(env);
+		if (!sp->closing)
+			scan_soon(sp);
+		return;
+	}
+	d->sp = sp;
+	d->fd = fd;
+	memcpy(d->path, path, strnlen(path, sizeof(d->path) - 1));
+	d->env = *env;
+	memset(env, 0, sizeof(*env));
+	TAILQ_INSERT_TAIL(&sp->dlvs, d, entry);
+	sp->ndlv++;
+	if (d->env.nrcpts == 0) {
+		unlink(d->path);
+		dlv_free(d);
+		return;
+	}
+	if ((d->rs = calloc(d->env.nrcpts, sizeof(*d->rs))) == NULL ||
+	    dlv_build(d) != 0) {
+		gh_log(GH_LOG_ERR, "spool: %s: cannot read the message: %s",
+		       d->env.id, strerror(errno));
+		dlv_free(d);
+		return;
+	}
+	gh_log(GH_LOG_DEBUG, "spool: delivering %s (attempt %lld) to %s",
+	       d->env.id, d->env.attempts + 1, smtpc_pool_name(sp->pool));
+	dlv_send(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* The scanner.                                                        */
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+owned_here(const struct spool *sp, const char *path)
+{
+	const struct dlv *d;
+
+	TAILQ_FOREACH(d, &sp->dlvs, entry)
+		if (strcmp(d->path, path) == 0)
+			return 1;
+	return 0;
+}
+
+/* Temporary files nobody holds are what a crash left: never
+ * acknowledged, so removed. */
+static void
+clean_tmp(struct spool *sp)
+{
+	DIR *dp = opendir(sp->tdir);
+	struct dirent *de;
+	char path[PATH_MAX];
+	int fd;
+
+	if (dp == NULL)
+		return;
+	while ((de = readdir(dp)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (path_join(path, sizeof(path), sp->tdir, de->d_name) != 0)
+			continue;
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			gh_log(GH_LOG_INFO, "spool: removing unfinished %s",
+			       path);
+			unlink(path);
+		}
+		close(fd);
+	}
+	closedir(dp);
+}
+
+static void
+scan_file(struct spool *sp, const char *name, time_t now)
+{
+	struct spoolq_env env;
+	struct stat st;
+	char path[PATH_MAX], why[256];
+	int fd;
+
+	if (path_join(path, sizeof(path), sp->qdir, name) != 0)
+		return;
+	if (owned_here(sp, path))
+		return;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &st) != 0 ||
+	    st.st_nlink == 0) {
+		/* Another worker owns it, or it is gone since. */
+		close(fd);
+		return;
+	}
+	if (spoolq_load(fd, &env, !sp->scanned_once, why, sizeof(why)) != 0) {
+		move_corrupt(sp, path, name, why);
+		close(fd);
+		return;
+	}
+	if (env.hold || env.next > (long long)now) {
+		spoolq_env_free(&env);
+		close(fd);
+		return;
+	}
+	if (sp->scanned_once) {
+		spoolq_env_free(&env);
+		if (spoolq_load(fd, &env, 1, why, sizeof(why)) != 0) {
+			move_corrupt(sp, path, name, why);
+			close(fd);
+			return;
+		}
+	}
+	dlv_start(sp, fd, path, &env);
+}
+
+static void
+scan(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool *sp = arg;
+	struct timeval tv = { (time_t)sp->cf->scan_interval, 0 };
+	DIR *dp;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0, i;
+	time_t now = time(NULL);
+
+	(void)fd;
+	(void)what;
+	evtimer_add(sp->scan_ev, &tv);
+	if (!sp->scanned_once)
+		clean_tmp(sp);
+	if ((dp = opendir(sp->qdir)) == NULL) {
+		gh_log(GH_LOG_ERR, "spool: %s: %s", sp->qdir, strerror(errno));
+		return;
+	}
+	while ((de = readdir(dp)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			char **v = realloc(names, (cap ? cap * 2 : 64) *
+			    sizeof(*v));
+
+			if (v == NULL)
+				break;
+			names = v;
+			cap = cap ? cap * 2 : 64;
+		}
+		if ((names[n] = strdup(de->d_name)) == NULL)
+			break;
+		n++;
+	}
+	closedir(dp);
+	/* Ids sort by arrival: the oldest go first. */
+	qsort(names, n, sizeof(*names), name_cmp);
+	for (i = 0; i < n; i++) {
+		if (sp->ndlv < (size_t)sp->cf->max_deliveries ||
+		    !sp->scanned_once)
+			scan_file(sp, names[i], now);
+		free(names[i]);
+	}
+	free(names);
+	sp->scanned_once = 1;
+}
+
+/* A delivery slot came free, or a message could not be taken now. */
+static void
+scan_soon(struct spool *sp)
+{
+	struct timeval tv = { 1, 0 };
+	struct timeval left;
+
+	if (sp->scan_ev == NULL)
+		return;
+	/* Within a second, not in a tight loop over a busy queue. */
+	if (evtimer_pending(sp->scan_ev, &left)) {
+		struct timeval now;
+
+		evutil_gettimeofday(&now, NULL);
+		if (left.tv_sec - now.tv_sec <= 1)
+			return;
+	}
+	evtimer_add(sp->scan_ev, &tv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Start and stop.                                                     */
+
+static int
+parse_duration(const char *s, long long *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (end == s || errno != 0 || v < 0)
+		return -1;
+	switch (*end) {
+	case '\0':
+	case 's':
+		break;
+	case 'm':
+		v *= 60;
+		break;
+	case 'h':
+		v *= 3600;
+		break;
+	case 'd':
+		v *= 86400;
+		break;
+	default:
+		return -1;
+	}
+	if (*end != '\0' && end[1] != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int
+mkdir_p(const char *path, char *err, size_t errlen)
+{
+	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "spool: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+spool_fini(struct gh_plugin *p)
+{
+	struct spool *sp = p->data;
+	struct dlv *d;
+
+	if (sp == NULL)
+		return;
+	sp->closing = 1;
+	if (sp->thr_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stop = 1;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->thr, NULL);
+		jobs_done(sp);
+	}
+	while ((d = TAILQ_FIRST(&sp->dlvs)) != NULL)
+		dlv_free(d);
+	if (sp->scan_ev != NULL)
+		event_free(sp->scan_ev);
+	if (sp->wake_ev != NULL)
+		event_free(sp->wake_ev);
+	if (sp->wake[0] >= 0)
+		close(sp->wake[0]);
+	if (sp->wake[1] >= 0)
+		close(sp->wake[1]);
+	if (sp->pool != NULL)
+		smtpc_pool_free(sp->pool);
+	if (sp->qdirfd >= 0)
+		close(sp->qdirfd);
+	if (sp->thr_started) {
+		pthread_mutex_destroy(&sp->mu);
+		pthread_cond_destroy(&sp->cv);
+	}
+	free(sp->retry);
+	free(sp);
+	p->data = NULL;
+}
+
+static int
+spool_init(struct gh_plugin *p, char *err, size_t errlen)
+{
+	const struct spool_conf *cf = p->conf;
+	struct spool *sp = calloc(1, sizeof(*sp));
+	struct smtpc_dest d;
+	struct timeval now = { 0, 0 };
+	size_t i;
+
+	if (sp == NULL) {
+		snprintf(err, errlen, "spool: out of memory");
+		return -1;
+	}
+	p->data = sp;
+	sp->p = p;
+	sp->cf = cf;
+	sp->qdirfd = sp->wake[0] = sp->wake[1] = -1;
+	TAILQ_INIT(&sp->todo);
+	TAILQ_INIT(&sp->done);
+	TAILQ_INIT(&sp->dlvs);
+	if ((sp->retry = calloc(cf->retry.n + 1, sizeof(*sp->retry))) == NULL)
+		goto oom;
+	for (i = 0; i < cf->retry.n; i++)
+		if (parse_duration(cf->retry.v[i], &sp->retry[i]) != 0) {
+			snprintf(err, errlen, "spool: retry: \"%s\" is not a "
+				 "duration (seconds, or with s, m, h, d)",
+				 cf->retry.v[i]);
+			return -1;
+		}
+	sp->nretry = cf->retry.n;
+	if (cf->dir[0] != '/') {
+		snprintf(err, errlen, "spool: dir \"%s\" must be an absolute "
+			 "path", cf->dir);
+		return -1;
+	}
+	snprintf(sp->qdir, sizeof(sp->qdir), "%s/queue", cf->dir);
+	snprintf(sp->tdir, sizeof(sp->tdir), "%s/tmp", cf->dir);
+	snprintf(sp->cdir, sizeof(sp->cdir), "%s/corrupt", cf->dir);
+	if (mkdir_p(cf->dir, err, errlen) != 0 ||
+	    mkdir_p(sp->qdir, err, errlen) != 0 ||
+	    mkdir_p(sp->tdir, err, errlen) != 0 ||
+	    mkdir_p(sp->cdir, err, errlen) != 0)
+		return -1;
+	if ((sp->qdirfd = open(sp->qdir, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "spool: %s: %s", sp->qdir,
+			 strerror(errno));
+		return -1;
+	}
+	memset(&d, 0, sizeof(d));
+	d.proto = cf->protocol == PROTO_LMTP ? SMTPC_LMTP : SMTPC_SMTP;
+	d.host = cf->host;
+	d.port = (int)cf->port;
+	if (cf->socket[0] != '\0') {
+		if (strncmp(cf->socket, "unix:", 5) != 0 ||
+		    cf->socket[5] != '/') {
+			snprintf(err, errlen, "spool: socket \"%s\": expected "
+				 "\"unix:/path\"", cf->socket);
+			return -1;
+		}
+		d.path = cf->socket + 5;
+	}
+	d.connect_timeout = cf->connect_timeout;
+	d.command_timeout = cf->command_timeout;
+	d.data_block_timeout = cf->data_block_timeout;
+	d.data_timeout = cf->data_timeout;
+	d.idle_timeout = cf->idle_timeout;
+	d.max_connections = cf->max_connections;
+	if ((sp->pool = smtpc_pool_new(p->base, &d, err, errlen)) == NULL)
+		return -1;
+	if (pipe2(sp->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+		snprintf(err, errlen, "spool: pipe: %s", strerror(errno));
+		return -1;
+	}
+	if ((sp->wake_ev = event_new(p->base, sp->wake[0], EV_READ |
+	    EV_PERSIST, wake_read, sp)) == NULL ||
+	    event_add(sp->wake_ev, NULL) != 0 ||
+	    (sp->scan_ev = evtimer_new(p->base, scan, sp)) == NULL)
+		goto oom;
+	/* A full disk under `prlimit --fsize` must be an error we answer
+	 * (EFBIG, 452), not a signal that kills the worker. */
+	signal(SIGXFSZ, SIG_IGN);
+	pthread_mutex_init(&sp->mu, NULL);
+	pthread_cond_init(&sp->cv, NULL);
+	if (pthread_create(&sp->thr, NULL, committer, sp) != 0) {
+		pthread_mutex_destroy(&sp->mu);
+		pthread_cond_destroy(&sp->cv);
+		snprintf(err, errlen, "spool: cannot start the commit thread");
+		return -1;
+	}
+	sp->thr_started = 1;
+	/* The first scan runs once the loop does: it checks every queue
+	 * file and removes what a crash left in tmp/. */
+	evtimer_add(sp->scan_ev, &now);
+	return 0;
+oom:
+	snprintf(err, errlen, "spool: out of memory");
+	return -1;
+}
+
+static const struct gh_hook_entry spool_hooks[] = {
+	{ GH_HOOK_QUEUE, spool_queue },
+	{ 0, NULL }
+};
+
+static const char spool_doc[] =
+"spool - queue each message durably, then deliver it with retries.\n"
+"\n"
+"At the queue hook the message and its envelope are written to a queue\n"
+"file in DIR/tmp, made durable (fdatasync, or one syncfs shared by all\n"
+"the transactions committing at the same time), renamed into DIR/queue\n"
+"and the directory fsynced; only then does the client get\n"
+"\n"
+"  250 2.0.0 Message accepted: ID queued\n"
+"\n"
+"A failure to write or sync answers 452 4.3.1 when the disk is full\n"
+"(ENOSPC, EDQUOT, EFBIG), else 451 4.3.0: never 250 for a message that\n"
+"is not stored.  The syncs run in a thread, so the event loop never\n"
+"waits for the disk.\n"
+"\n"
+"A queue file carries its length, an end marker and a CRC-32: a file\n"
+"torn by a crash or a bad disk is moved to DIR/corrupt with a log line\n"
+"when it is read (every file is checked at start-up), never delivered\n"
+"half.  Temporary files left by a crash were never acknowledged and are\n"
+"removed.\n"
+"\n"
+"Delivery.  The worker that accepted a message delivers it at once to\n"
+"the next hop (host:port or socket, SMTP or LMTP) through the pooled\n"
+"client shared with smtp_forward.  Every worker scans DIR/queue at\n"
+"start and every scan_interval seconds, oldest first, for messages\n"
+"whose next attempt is due.  A worker holds an exclusive flock() on a\n"
+"queue file while it owns it, so each message has one owner; the files\n"
+"of a worker that died are taken by the next scan.  Per recipient:\n"
+"\n"
+"  2xx                 delivered, done\n"
+"  5xx                 bounced (a delivery status notification)\n"
+"  4xx, no answer      retried after the next wait of `retry`; the\n"
+"                      file is replaced by one with the recipients left\n"
+"  still 4xx after     bounced with Status 4.4.7\n"
+"  max_lifetime\n"
+"\n"
+"A recipient refused at RCPT does not hold back the others: the message\n"
+"is sent again at once to the recipients the hop took.\n"
+"\n"
+"Bounces are RFC 3464 reports (multipart/report;\n"
+"report-type=delivery-status) from the null sender to the sender, with\n"
+"Reporting-MTA, Final-Recipient, Action: failed, Status and\n"
+"Diagnostic-Code per recipient and the original headers\n"
+"(text/rfc822-headers).  They are queued here, durably, before the\n"
+"original is changed.  A message from the null sender never bounces\n"
+"(RFC 5321 4.5.5).  A bounce that cannot be delivered goes to\n"
+"`postmaster` once; if that fails too, or no postmaster is set, it is\n"
+"dropped with a log line.\n"
+"\n"
+"Not done yet: MX routing for relaying clients and the get_mx hook,\n"
+"STARTTLS to the hop, the deferred/bounce/delivered hooks, DSN\n"
+"parameters of RFC 3461 (NOTIFY, RET, ORCPT, ENVID).\n"
+"\n"
+"Example:\n"
+"\n"
+"  plugins = [ \"host_list\", \"spool\" ];\n"
+"  spool = {\n"
+"    dir = \"/var/spool/gatehouse\";\n"
+"    host = \"127.0.0.1\"; port = 25;\n"
+"    retry = [ \"5m\", \"10m\", \"20m\", \"40m\", \"1h\" ];\n"
+"    postmaster = \"postmaster@example.org\";\n"
+"  };\n";
+
+const struct gh_module gh_module_spool = {
+	.abi = GH_ABI_VERSION,
+	.name = "spool",
+	.description = "durable queue: 250 only once stored and synced; "
+	    "delivery with retries and RFC 3464 bounces",
+	.doc = spool_doc,
+	.directives = spool_directives,
+	.conf_size = sizeof(struct spool_conf),
+	.hooks = spool_hooks,
+	.init = spool_init,
+	.fini = spool_fini,
+};

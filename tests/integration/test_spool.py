@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""spool: the durable queue against a Python next hop on loopback.
+
+Checked: a message is a complete queue file before the 250 and is then
+delivered (byte for byte but for Received) and removed; next hop down,
+then up: every queued message delivered, none lost; a 5xx recipient gets
+an RFC 3464 bounce at the sender (parsed with the email module) while
+the others are delivered; a 4xx recipient is retried; a message from
+the null sender never bounces; a bounce that bounces goes to the
+postmaster once; a torn queue file is moved to corrupt/ at start-up and
+never delivered; expiry after max_lifetime bounces with 4.4.7; disk
+full (a small tmpfs) answers 452 4.3.1, never 250.
+"""
+import email
+import email.policy
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import gh  # noqa: E402
+import smtpsink  # noqa: E402
+
+R = gh.Results("spool")
+MSG = (b"From: a@x.test\r\nSubject: spool test\r\nMessage-ID: <m1@x.test>"
+       b"\r\n\r\nbody\r\n.dot line\r\nlast\r\n")
+
+
+def relayd(spooldir, hop_port, extra=""):
+    return gh.Relayd(body='plugins = [ "scripted", "spool" ];\n'
+                     'spool = { dir = "%s"; port = %d; retry = [ "1", "1", '
+                     '"2" ]; scan_interval = 1; %s };\n'
+                     % (spooldir, hop_port, extra)).start()
+
+
+def stuff(msg):
+    return b"\r\n".join(b"." + l if l.startswith(b".") else l
+                        for l in msg.split(b"\r\n"))
+
+
+def send(port, rcpts, msg=MSG, sender="a@x.test", before_dot=None):
+    c = gh.Client(port)
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.cmd("MAIL FROM:<%s>" % sender)
+    for r in rcpts:
+        c.cmd("RCPT TO:<%s>" % r)
+    c.cmd("DATA")
+    c.send(stuff(msg) + b".\r\n")
+    final = c.reply()
+    c.cmd("QUIT")
+    c.close()
+    return final
+
+
+def queue_files(spooldir, sub="queue"):
+    d = os.path.join(spooldir, sub)
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def wait(cond, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def only_received_added(data, msg):
+    if not data.endswith(msg):
+        return False
+    lines = data[:len(data) - len(msg)].split(b"\r\n")
+    return (lines[0].startswith(b"Received: ") and lines[-1] == b"" and
+            all(l[:1] in (b" ", b"\t") for l in lines[1:-1]))
+
+
+def dsn_fields(data):
+    """(report, recipients' field dicts, headers part) of a DSN."""
+    m = email.message_from_bytes(data, policy=email.policy.compat32)
+    if m.get_content_type() != "multipart/report":
+        return None
+    parts = m.get_payload()
+    report = [p for p in parts
+              if p.get_content_type() == "message/delivery-status"]
+    hdrs = [p for p in parts
+            if p.get_content_type() == "text/rfc822-headers"]
+    if not report or not hdrs:
+        return None
+    # compat32 parses message/delivery-status into a list of blocks.
+    blocks = report[0].get_payload()
+    return m, blocks, hdrs[0].get_payload()
+
+
+# --- 1. stored before 250, then delivered and removed ---------------------
+spool = gh.tmpdir("gh-spool-")
+sink = smtpsink.Sink()
+sink.rules["dot_delay"] = 0.5
+r = relayd(spool, sink.port)
+try:
+    code, lines = send(r.port, ["b@y.test", "c@y.test"])
+    R.check("250 for a stored message", code == 250 and
+            "queued" in lines[-1], repr(lines))
+    # The hop is slow (dot_delay): the file is in the queue right after
+    # the 250, complete with its end marker.
+    files = queue_files(spool)
+    ok = len(files) == 1
+    if ok:
+        with open(os.path.join(spool, "queue", files[0]), "rb") as f:
+            raw = f.read()
+        ok = (raw.startswith(b"GHSPOOL 1\n") and b"\nrcpt b@y.test\n" in raw
+              and raw.rstrip(b"\n").rsplit(b"\n", 1)[-1].startswith(
+                  b"GHEND "))
+    R.check("queue file complete when 250 is sent", ok, repr(files))
+    R.check("delivered to the next hop", sink.wait_messages(1) and
+            sink.messages[0]["rcpts"] == ["b@y.test", "c@y.test"] and
+            sink.messages[0]["mail"].startswith("MAIL FROM:<a@x.test>"),
+            repr(sink.messages))
+    R.check("octets identical but for Received",
+            sink.messages and only_received_added(sink.messages[0]["data"],
+                                                  MSG))
+    R.check("queue file removed after delivery",
+            wait(lambda: queue_files(spool) == []), repr(queue_files(spool)))
+    R.check("tmp empty", queue_files(spool, "tmp") == [])
+
+    # --- 2. one recipient 5xx, one 4xx, one fine ---------------------------
+    sink.rules["dot_delay"] = 0
+    sink.rules["rcpt"] = {"bad@y.test": "550 5.1.1 no such user",
+                          "later@y.test": "450 4.2.0 try later"}
+    n0 = len(sink.messages)
+    code, lines = send(r.port, ["ok@y.test", "bad@y.test", "later@y.test"],
+                       sender="s@x.test")
+    R.check("mixed recipients: 250", code == 250, repr(lines))
+    R.check("good recipient delivered despite the refusals",
+            sink.wait_messages(n0 + 1) and
+            sink.messages[n0]["rcpts"] == ["ok@y.test"],
+            repr(sink.messages[n0:]))
+    R.check("bounce delivered to the sender", sink.wait_messages(n0 + 2) and
+            sink.messages[n0 + 1]["mail"].startswith("MAIL FROM:<>") and
+            sink.messages[n0 + 1]["rcpts"] == ["s@x.test"],
+            repr(sink.messages[n0 + 1:]))
+    parsed = dsn_fields(sink.messages[n0 + 1]["data"]) \
+        if len(sink.messages) > n0 + 1 else None
+    R.check("bounce is multipart/report delivery-status", parsed is not None)
+    if parsed:
+        m, blocks, hdrs = parsed
+        R.check("report-type", m.get_param("report-type") ==
+                "delivery-status")
+        R.check("Reporting-MTA", blocks[0].get("Reporting-MTA") ==
+                "dns; mx.test", repr(blocks[0].items()))
+        rc = [b for b in blocks[1:]]
+        R.check("one recipient block", len(rc) == 1, repr(len(rc)))
+        if rc:
+            R.check("Final-Recipient", rc[0].get("Final-Recipient") ==
+                    "rfc822; bad@y.test")
+            R.check("Action failed", rc[0].get("Action") == "failed")
+            R.check("Status 5.1.1", rc[0].get("Status") == "5.1.1")
+            R.check("Diagnostic-Code", rc[0].get("Diagnostic-Code", "")
+                    .startswith("smtp; 550 5.1.1 no such user"),
+                    repr(rc[0].get("Diagnostic-Code")))
+        R.check("original headers attached", "Message-ID: <m1@x.test>" in
+                str(hdrs) and "body" not in str(hdrs), repr(str(hdrs)))
+        R.check("bounce from the null sender, auto-submitted",
+                m.get("Auto-Submitted") == "auto-replied")
+    # The 4xx recipient: retried 1 s later, accepted now.
+    sink.rules["rcpt"] = {"bad@y.test": "550 5.1.1 no such user"}
+    R.check("4xx recipient retried and delivered",
+            sink.wait_messages(n0 + 3, 8) and
+            sink.messages[n0 + 2]["rcpts"] == ["later@y.test"],
+            repr(sink.messages[n0 + 2:]))
+    R.check("queue empty after retry", wait(lambda: queue_files(spool) ==
+                                            []), repr(queue_files(spool)))
+    log = r.log_text()
+    R.check("deferred logged", "later@y.test> deferred" in log)
+
+    # --- 3. null sender never bounces ---------------------------------------
+    n0 = len(sink.messages)
+    code, lines = send(r.port, ["bad@y.test"], sender="")
+    R.check("null sender: 250", code == 250, repr(lines))
+    R.check("null sender: dropped, no bounce",
+            wait(lambda: "no bounce for a message from the null sender" in
+                 r.log_text()) and queue_files(spool) == [] and
+            len(sink.messages) == n0, repr(sink.messages[n0:]))
+finally:
+    r.stop()
+    sink.stop()
+
+# --- 4. next hop down, then up: everything delivered, oldest first --------
+spool = gh.tmpdir("gh-spool-")
+hop = gh.free_port()
+r = relayd(spool, hop)
+try:
+    N = 30
+    got = [send(r.port, ["r%d@y.test" % i], msg=MSG.replace(
+        b"spool test", b"spool test %d" % i))[0] for i in range(N)]
+    R.check("hop down: every message 250", got == [250] * N, repr(got))
+    R.check("hop down: all queued", len(queue_files(spool)) == N)
+    R.check("hop down: deferred", wait(lambda: "deferred for 1 recipients"
+                                       in r.log_text()))
+    sink = smtpsink.Sink(port=hop)
+    R.check("hop up: all delivered", sink.wait_messages(N, 15),
+            "%d of %d" % (len(sink.messages), N))
+    rc = sorted(m["rcpts"][0] for m in sink.messages)
+    R.check("hop up: none lost, no duplicates",
+            rc == sorted("r%d@y.test" % i for i in range(N)), repr(rc))
+    R.check("hop up: queue empty", wait(lambda: queue_files(spool) == []))
+    sink.stop()
+finally:
+    r.stop()
+
+# --- 5. bounce of a bounce: postmaster once, then dropped -----------------
+spool = gh.tmpdir("gh-spool-")
+sink = smtpsink.Sink()
+sink.rules["rcpt"] = {"bad@y.test": "550 5.1.1 no", "s@x.test":
+                      "550 5.1.1 sender gone"}
+r = relayd(spool, sink.port, 'postmaster = "pm@y.test";')
+try:
+    code, lines = send(r.port, ["bad@y.test"], sender="s@x.test")
+    R.check("double bounce: 250", code == 250)
+    R.check("double bounce: to the postmaster", sink.wait_messages(1) and
+            sink.messages[0]["rcpts"] == ["pm@y.test"] and
+            sink.messages[0]["mail"].startswith("MAIL FROM:<>"),
+            repr(sink.messages))
+    R.check("double bounce: nothing left", wait(lambda: queue_files(spool)
+                                               == []))
+    sink.rules["rcpt"]["pm@y.test"] = "550 5.1.1 pm gone"
+    code, lines = send(r.port, ["bad@y.test"], sender="s@x.test")
+    R.check("triple failure: dropped with a log line",
+            wait(lambda: "undeliverable bounce dropped" in r.log_text()) and
+            wait(lambda: queue_files(spool) == []))
+finally:
+    r.stop()
+    sink.stop()
+
+# --- 6. torn file at start-up; expiry bounces ------------------------------
+spool = gh.tmpdir("gh-spool-")
+hop = gh.free_port()
+r = relayd(spool, hop, "max_lifetime = 2;")
+try:
+    code, _ = send(r.port, ["late@y.test"], sender="s@x.test")
+    R.check("expiry: 250 with the hop down", code == 250)
+    R.check("expiry: still queued", len(queue_files(spool)) == 1)
+    r.stop()
+    # A torn copy (crash halfway through a write that reached the disk).
+    name = queue_files(spool)[0]
+    with open(os.path.join(spool, "queue", name), "rb") as f:
+        raw = f.read()
+    with open(os.path.join(spool, "queue", "Z" + name[1:]), "wb") as f:
+        f.write(raw[:len(raw) // 2])
+    sink = smtpsink.Sink(port=hop)
+    sink.rules["rcpt"] = {"late@y.test": "451 4.3.2 not now"}
+    time.sleep(2)
+    r = relayd(spool, hop, "max_lifetime = 2;")
+    R.check("torn file moved to corrupt/",
+            wait(lambda: queue_files(spool, "corrupt") == ["Z" + name[1:]]),
+            repr(queue_files(spool, "corrupt")))
+    R.check("torn file logged", wait(lambda: "is damaged" in r.log_text()))
+    # The hop is up but refuses it for now: past max_lifetime it bounces.
+    R.check("expired: bounce at the sender", sink.wait_messages(1, 8) and
+            sink.messages[0]["rcpts"] == ["s@x.test"] and
+            b"Status: 4.4.7" in sink.messages[0]["data"],
+            repr(sink.messages))
+    R.check("expired: torn copy never delivered",
+            all(m["rcpts"] != ["late@y.test"] for m in sink.messages))
+    sink.stop()
+finally:
+    r.stop()
+
+# --- 7. disk full: 452 4.3.1, never 250 ------------------------------------
+if os.geteuid() == 0:
+    spool = gh.tmpdir("gh-spool-")
+    mounted = subprocess.call(["mount", "-t", "tmpfs", "-o", "size=256k",
+                               "tmpfs", spool]) == 0
+    if mounted:
+        hop = gh.free_port()
+        r = relayd(spool, hop)
+        try:
+            big = MSG + b"x" * 998 + b"\r\n"
+            big = big * 100   # about 100 KB each
+            codes = [send(r.port, ["f@y.test"], msg=big)
+                     for _ in range(4)]
+            full = [c for c in codes if c[0] != 250]
+            R.check("disk full: refused", len(full) >= 1, repr(codes))
+            R.check("disk full: 452 4.3.1", all(
+                c[0] == 452 and "4.3.1" in c[1][-1] for c in full),
+                repr(full))
+            stored = len(queue_files(spool))
+            R.check("disk full: a 250 for each stored message only",
+                    stored == len(codes) - len(full),
+                    "%d stored, %r" % (stored, codes))
+            R.check("disk full: no tmp left", queue_files(spool, "tmp")
+                    == [])
+        finally:
+            r.stop()
+            subprocess.call(["umount", spool])
+    else:
+        R.check("tmpfs mounted (root)", False)
+
+sys.exit(R.done())

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "relayd.h"
+#include "spoolq.h"
 
 #ifndef GH_SYSCONFDIR
 #define GH_SYSCONFDIR "/etc/gatehouse"
@@ -41,6 +42,7 @@
 #endif
 
 #define MAX_WORKERS 256
+#define AUTH_FAIL_SLOTS 8192	/* client addresses with recent failures */
 
 static const char *const bare_choices[] = { "normalize", "reject", NULL };
 static const char *const level_choices[] = {
@@ -55,7 +57,24 @@ const struct gh_directive relayd_directives[] = {
 	  "system's host name" },
 	{ "listen", GH_DT_STRLIST, RD(listen), "[ \"127.0.0.1:2525\" ]", 1,
 	  RELAYD_MAX_LISTEN, NULL,
-	  "addresses to accept SMTP on: \"host:port\" or \"[v6]:port\"" },
+	  "listeners: \"host:port\" or \"[v6]:port\", then options "
+	  "tls=none|starttls|implicit, role=mx|submission, "
+	  "auth_plaintext=yes|no, cert=FILE, key=FILE" },
+	{ "tls_cert", GH_DT_STRING, RD(tls_cert), "\"\"", 0, 0, NULL,
+	  "PEM certificate chain for TLS; set, every listener offers "
+	  "STARTTLS unless it says tls=none" },
+	{ "tls_key", GH_DT_STRING, RD(tls_key), "\"\"", 0, 0, NULL,
+	  "PEM private key of tls_cert (read before dropping privileges)" },
+	{ "auth_max_failures", GH_DT_INT, RD(auth_max_failures), "5", 1,
+	  1000, NULL,
+	  "AUTH failures from one address within auth_failure_window "
+	  "before 421 4.7.0 and disconnect" },
+	{ "auth_failure_delay", GH_DT_INT, RD(auth_failure_delay), "1", 0,
+	  60, NULL,
+	  "seconds each AUTH failure reply waits from the second failure on" },
+	{ "auth_failure_window", GH_DT_INT, RD(auth_failure_window), "600",
+	  1, 86400, NULL, "seconds an AUTH failure counts against an "
+	  "address" },
 	{ "workers", GH_DT_INT, RD(workers), "0", 0, MAX_WORKERS, NULL,
 	  "worker processes; 0: one per core" },
 	{ "user", GH_DT_STRING, RD(user), "\"\"", 0, 0, NULL,
@@ -137,6 +156,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: relayd [-dt] [-c file]\n"
 	    "       relayd -l | -h plugin | -p name | -R | -V\n"
+	    "       relayd [-c file] -q list | count | flush [domain] |\n"
+	    "              hold ID | release ID | delete ID  (the spool)\n"
 	    "  -c file    configuration (default %s/relayd.conf)\n"
 	    "  -d         run in the background\n"
 	    "  -t         check the configuration and exit (0 good, 2 bad)\n"
@@ -236,16 +257,16 @@ listeners_open(struct server *srv, const struct relayd_conf *conf,
 	size_t i, j;
 
 	srv->nlisten = 0;
-	for (i = 0; i < conf->listen.n; i++) {
+	for (i = 0; i < conf->nlisteners; i++) {
 		int fd = -1;
 
 		for (j = 0; old != NULL && j < old->nlisten; j++)
 			if (old->listen_fd[j] >= 0 &&
-			    strcmp(old->conf->listen.v[j],
-				   conf->listen.v[i]) == 0)
+			    strcmp(old->conf->listeners[j].address,
+				   conf->listeners[i].address) == 0)
 				fd = old->listen_fd[j];
-		if (fd < 0 && (fd = listen_on(conf->listen.v[i], err,
-					      errlen)) < 0)
+		if (fd < 0 && (fd = listen_on(conf->listeners[i].address,
+					      err, errlen)) < 0)
 			return -1;
 		srv->listen_fd[srv->nlisten++] = fd;
 	}
@@ -272,25 +293,157 @@ listeners_close_unused(const struct server *old, const struct server *cur)
 
 /* "host:port" with a numeric port: a name is resolved only at bind. */
 static int
-check_listen(const struct relayd_conf *c, const char *file, char *err,
-	     size_t errlen)
+address_valid(const char *addr)
 {
 	char host[256], port[32], *end;
 	unsigned long n;
-	size_t i;
+
+	if (split_hostport(addr, host, sizeof(host), port, sizeof(port)) != 0)
+		return 0;
+	n = strtoul(port, &end, 10);
+	return port[0] >= '0' && port[0] <= '9' && *end == '\0' && n >= 1 &&
+	    n <= 65535;
+}
+
+static int
+yes_no(const char *v)
+{
+	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0)
+		return 1;
+	if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0)
+		return 0;
+	return -1;
+}
+
+/* One "key=value" of a listener; returns a complaint or NULL. */
+static const char *
+listener_option(struct listener *ls, char *opt, int *tls_given,
+		struct gh_pool *pool)
+{
+	char *v = strchr(opt, '=');
+
+	if (v == NULL)
+		return "expected key=value";
+	*v++ = '\0';
+	if (strcmp(opt, "tls") == 0) {
+		*tls_given = 1;
+		if (strcmp(v, "none") == 0)
+			ls->tls = LISTEN_TLS_NONE;
+		else if (strcmp(v, "starttls") == 0)
+			ls->tls = LISTEN_TLS_STARTTLS;
+		else if (strcmp(v, "implicit") == 0)
+			ls->tls = LISTEN_TLS_IMPLICIT;
+		else
+			return "tls is none, starttls or implicit";
+	} else if (strcmp(opt, "role") == 0) {
+		if (strcmp(v, "mx") != 0 && strcmp(v, "submission") != 0)
+			return "role is mx or submission";
+		ls->submission = v[0] == 's';
+	} else if (strcmp(opt, "auth_plaintext") == 0) {
+		if ((ls->auth_plaintext = yes_no(v)) < 0)
+			return "auth_plaintext is yes or no";
+	} else if (strcmp(opt, "cert") == 0 && v[0] != '\0') {
+		ls->cert = gh_pstrdup(pool, v);
+	} else if (strcmp(opt, "key") == 0 && v[0] != '\0') {
+		ls->key = gh_pstrdup(pool, v);
+	} else {
+		return "unknown option (tls, role, auth_plaintext, cert, key)";
+	}
+	return NULL;
+}
+
+/*
+ * "ADDRESS [key=value ...]".  Without tls=, a listener offers STARTTLS
+ * when a certificate is configured (its own or relayd.tls_cert).
+ */
+static const char *
+listener_parse(struct listener *ls, const char *spec,
+	       const struct relayd_conf *c, struct gh_pool *pool)
+{
+	char *copy = gh_pstrdup(pool, spec), *tok, *save = NULL;
+	const char *why;
+	int tls_given = 0;
+
+	memset(ls, 0, sizeof(*ls));
+	ls->spec = spec;
+	ls->cert = c->tls_cert;
+	ls->key = c->tls_key;
+	if ((tok = strtok_r(copy, " \t", &save)) == NULL ||
+	    !address_valid(tok))
+		return "expected host:port or [v6]:port, port 1..65535";
+	ls->address = tok;
+	while ((tok = strtok_r(NULL, " \t", &save)) != NULL)
+		if ((why = listener_option(ls, tok, &tls_given, pool)) != NULL)
+			return why;
+	if (!tls_given && ls->cert[0] != '\0')
+		ls->tls = LISTEN_TLS_STARTTLS;
+	if (ls->tls == LISTEN_TLS_NONE) {
+		ls->cert = ls->key = "";
+		return NULL;
+	}
+	if (ls->cert[0] == '\0')
+		return "TLS needs a certificate: relayd.tls_cert or cert=";
+	if (ls->key[0] == '\0')
+		return "TLS needs a key: relayd.tls_key or key=";
+	return NULL;
+}
+
+static int
+check_listen(struct loaded *l, const char *file, char *err, size_t errlen)
+{
+	struct relayd_conf *c = &l->conf;
+	const char *why;
+	size_t i, j;
 
 	for (i = 0; i < c->listen.n; i++) {
-		if (split_hostport(c->listen.v[i], host, sizeof(host), port,
-				   sizeof(port)) == 0) {
-			n = strtoul(port, &end, 10);
-			if (port[0] >= '0' && port[0] <= '9' && *end == '\0' &&
-			    n >= 1 && n <= 65535)
-				continue;
+		why = listener_parse(&c->listeners[i], c->listen.v[i], c,
+				     l->cfg->pool);
+		for (j = 0; why == NULL && j < i; j++)
+			if (strcmp(c->listeners[j].address,
+				   c->listeners[i].address) == 0)
+				why = "address listed twice";
+		if (why != NULL) {
+			snprintf(err, errlen, "%s: relayd.listen: \"%s\": %s",
+				 file, c->listen.v[i], why);
+			return -1;
 		}
-		snprintf(err, errlen, "%s: relayd.listen: \"%s\": expected "
-			 "host:port or [v6]:port, port 1..65535", file,
-			 c->listen.v[i]);
-		return -1;
+	}
+	c->nlisteners = c->listen.n;
+	return 0;
+}
+
+static void
+listeners_tls_free(struct relayd_conf *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nlisteners; i++) {
+		tls_ctx_free(c->listeners[i].ssl);
+		c->listeners[i].ssl = NULL;
+	}
+}
+
+/* Build each TLS listener's context now: a bad certificate or key is
+ * a configuration error, not a failed handshake later. */
+static int
+listeners_tls_load(struct relayd_conf *c, const char *file, char *err,
+		   size_t errlen)
+{
+	char why[512];
+	size_t i;
+
+	for (i = 0; i < c->nlisteners; i++) {
+		struct listener *ls = &c->listeners[i];
+
+		if (ls->tls == LISTEN_TLS_NONE)
+			continue;
+		if ((ls->ssl = tls_server_ctx(ls->cert, ls->key, why,
+					      sizeof(why))) == NULL) {
+			snprintf(err, errlen, "%s: relayd.listen \"%s\": %s",
+				 file, ls->spec, why);
+			listeners_tls_free(c);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -339,10 +492,14 @@ check_runtime(const char *path, struct loaded *l, char *err, size_t errlen)
 static int
 config_check(const char *path, struct loaded *l, char *err, size_t errlen)
 {
-	if (check_listen(&l->conf, path, err, errlen) != 0 ||
+	if (check_listen(l, path, err, errlen) != 0 ||
 	    check_user(&l->conf, path, err, errlen) != 0 ||
-	    check_runtime(path, l, err, errlen) != 0)
+	    listeners_tls_load(&l->conf, path, err, errlen) != 0)
 		return -1;
+	if (check_runtime(path, l, err, errlen) != 0) {
+		listeners_tls_free(&l->conf);
+		return -1;
+	}
 	return 0;
 }
 
@@ -530,14 +687,18 @@ master_reload(struct master *m)
 	}
 	memset(&nsrv, 0, sizeof(nsrv));
 	nsrv.conns = m->srv.conns;
+	nsrv.auth_fails = m->srv.auth_fails;
 	if (listeners_open(&nsrv, &next.conf, &m->srv, err, sizeof(err)) != 0) {
 		gh_log(GH_LOG_ERR, "reload failed, keeping the running "
 		       "configuration: %s", err);
 		listeners_close_unused(&nsrv, &m->srv);
+		listeners_tls_free(&next.conf);
 		gh_config_free(next.cfg);
 		return;
 	}
 	listeners_close_unused(&m->srv, &nsrv);
+	/* The old workers keep their own copies of the contexts. */
+	listeners_tls_free(&m->cur.conf);
 	gh_config_free(m->cur.cfg);
 	m->cur = next;
 	if (m->cur.conf.max_connections > m->conn_capacity)
@@ -880,10 +1041,10 @@ main(int argc, char **argv)
 	static struct master m;
 	const char *path = GH_SYSCONFDIR "/relayd.conf", *help = NULL;
 	const char *skel = NULL;
-	int ch, test = 0, daemonize = 0, list = 0, rc;
+	int ch, test = 0, daemonize = 0, list = 0, queue = 0, rc;
 	char err[1024], abspath[PATH_MAX];
 
-	while ((ch = getopt(argc, argv, "c:dth:lp:RV")) != -1) {
+	while ((ch = getopt(argc, argv, "c:dth:lp:qRV")) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
 		case 'd': daemonize = 1; break;
@@ -891,13 +1052,14 @@ main(int argc, char **argv)
 		case 'h': help = optarg; break;
 		case 'l': list = 1; break;
 		case 'p': skel = optarg; break;
+		case 'q': queue = 1; break;
 		case 'R': print_wire_table(); return 0;
 		case 'V': printf("relayd (gatehouse) %s\n", PACKAGE_VERSION);
 			return 0;
 		default: usage();
 		}
 	}
-	if (optind != argc)
+	if (optind != argc && !queue)
 		usage();
 	gh_log_init("relayd", GH_LOG_INFO, 0);
 	if (skel != NULL)
@@ -913,6 +1075,13 @@ main(int argc, char **argv)
 			return 2;
 		}
 		return 0;
+	}
+	if (queue) {
+		if (config_load(path, &m.cur, err, sizeof(err)) != 0) {
+			fprintf(stderr, "relayd: %s\n", err);
+			return 2;
+		}
+		return spoolq_command(m.cur.cfg, argc - optind, argv + optind);
 	}
 	if (config_load(path, &m.cur, err, sizeof(err)) != 0 ||
 	    config_check(path, &m.cur, err, sizeof(err)) != 0) {
@@ -937,10 +1106,12 @@ main(int argc, char **argv)
 					+ 1024, MAX_WORKERS * 2,
 					(size_t)m.cur.conf.max_connections);
 	m.conn_capacity = m.cur.conf.max_connections;
-	if (m.srv.conns == NULL ||
+	m.srv.auth_fails = fail_table_create(AUTH_FAIL_SLOTS);
+	if (m.srv.conns == NULL || m.srv.auth_fails == NULL ||
 	    listeners_open(&m.srv, &m.cur.conf, NULL, err, sizeof(err)) != 0) {
-		fprintf(stderr, "relayd: %s\n", m.srv.conns ? err :
-			"cannot map the connection table");
+		fprintf(stderr, "relayd: %s\n", m.srv.conns &&
+			m.srv.auth_fails ? err : "cannot map the connection "
+			"tables");
 		return 1;
 	}
 	if (daemonize && daemon(0, 0) != 0) {

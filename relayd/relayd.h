@@ -15,10 +15,37 @@
 
 #define RELAYD_MAX_LISTEN 32
 
+/* ssl.h stays out of the files that do not speak TLS. */
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
+
+enum listen_tls {
+	LISTEN_TLS_NONE = 0,
+	LISTEN_TLS_STARTTLS,		/* RFC 3207, on ports 25 and 587 */
+	LISTEN_TLS_IMPLICIT		/* RFC 8314, port 465 */
+};
+
+/* One entry of relayd.listen: "ADDRESS [tls=..] [role=..] ...", parsed
+ * by main.c; the strings live in the configuration's pool. */
+struct listener {
+	const char *spec;		/* as written, for messages */
+	const char *address;		/* "host:port" or "[v6]:port" */
+	enum listen_tls tls;
+	int submission;			/* role=submission: AUTH before MAIL */
+	int auth_plaintext;		/* AUTH offered without TLS */
+	const char *cert, *key;		/* "" without TLS */
+	SSL_CTX *ssl;			/* built by the master; NULL: no TLS */
+};
+
 /* The `relayd` group of the configuration file. */
 struct relayd_conf {
 	const char *hostname;
 	struct gh_strlist listen;
+	const char *tls_cert;
+	const char *tls_key;
+	long long auth_max_failures;
+	long long auth_failure_delay;
+	long long auth_failure_window;
 	long long workers;
 	const char *user;
 	const char *pid_file;
@@ -38,6 +65,9 @@ struct relayd_conf {
 	const char *tmp_dir;
 	int received_header;
 	const char *trace_header;
+	/* Not directives: relayd.listen parsed, one per entry. */
+	struct listener listeners[RELAYD_MAX_LISTEN];
+	size_t nlisteners;
 };
 
 /* The `log` group. */
@@ -62,6 +92,17 @@ void conn_table_leave(struct conn_table *t, int worker, int ticket);
 /* Give back every count a (dead) worker held. */
 void conn_table_release(struct conn_table *t, int worker);
 
+/* AUTH failures per client address, shared by all workers like the
+ * connection counts: a failure counts for auth_failure_window seconds.
+ * fail_table_add returns the count including this one. */
+struct fail_table;
+struct fail_table *fail_table_create(size_t slots);
+int fail_table_count(struct fail_table *t, const struct sockaddr *sa,
+		     long long window);
+int fail_table_add(struct fail_table *t, const struct sockaddr *sa,
+		   long long window);
+void fail_table_clear(struct fail_table *t, const struct sockaddr *sa);
+
 /* A worker. */
 struct server {
 	struct relayd_conf *conf;
@@ -70,6 +111,7 @@ struct server {
 	struct gh_runtime *rt;
 	struct event_base *base;
 	struct conn_table *conns;
+	struct fail_table *auth_fails;
 	int worker;			/* index of this worker's tickets */
 	struct event *listen_ev[RELAYD_MAX_LISTEN];
 	int listen_fd[RELAYD_MAX_LISTEN];
@@ -84,7 +126,15 @@ int server_run(struct server *srv);
 void server_session_closed(struct server *srv);
 
 /* session.c */
-void session_start(struct server *srv, int fd, const struct sockaddr *sa,
-		   socklen_t salen);
+void session_start(struct server *srv, const struct listener *lst, int fd,
+		   const struct sockaddr *sa, socklen_t salen);
+
+/* tls.c */
+SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err,
+			size_t errlen);
+void tls_ctx_free(SSL_CTX *ctx);
+const char *tls_error(void);
+void tls_describe(SSL *ssl, char *version, size_t vlen, char *cipher,
+		  size_t clen);
 
 #endif

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "relayd.h"
@@ -234,16 +235,128 @@ conn_table_release(struct conn_table *t, int worker)
 }
 
 /* ------------------------------------------------------------------ */
+/*
+ * AUTH failures per client address.  Like the connection counts, the
+ * table is shared by the workers, so that a guesser cannot spread its
+ * tries over them or over new connections.  Each address probes a few
+ * slots; a new address takes a free or expired slot, else the one whose
+ * last failure is oldest: under a flood of addresses the table forgets
+ * the least recent, never refuses to count.  Races between workers can
+ * lose a count, which only loosens the limit for that moment.
+ */
+#define FAIL_PROBES 8
+
+struct fail_slot {
+	unsigned char key[16];
+	int count;
+	time_t last;
+};
+
+struct fail_table {
+	size_t nslots;
+	struct fail_slot *slots;
+};
+
+struct fail_table *
+fail_table_create(size_t slots)
+{
+	size_t len = sizeof(struct fail_table) +
+	    slots * sizeof(struct fail_slot);
+	struct fail_table *t = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (t == MAP_FAILED)
+		return NULL;
+	t->nslots = slots;
+	t->slots = (struct fail_slot *)(t + 1);
+	return t;
+}
+
+/* A slot to reuse ranks by its last failure; free or expired first. */
+static time_t
+fail_rank(const struct fail_slot *s, time_t now, long long window)
+{
+	return s->count == 0 || now - s->last >= window ? 0 : s->last;
+}
+
+static struct fail_slot *
+fail_find(struct fail_table *t, const unsigned char key[16], time_t now,
+	  long long window, int create)
+{
+	struct fail_slot *s, *victim = NULL;
+	size_t h = addr_hash(key), n;
+
+	for (n = 0; n < FAIL_PROBES && n < t->nslots; n++) {
+		s = &t->slots[(h + n) % t->nslots];
+		if (s->count > 0 && memcmp(s->key, key, 16) == 0) {
+			if (now - s->last >= window)
+				s->count = 0;
+			return s;
+		}
+		if (victim == NULL || fail_rank(s, now, window) <
+		    fail_rank(victim, now, window))
+			victim = s;
+	}
+	if (!create || victim == NULL)
+		return NULL;
+	memcpy(victim->key, key, 16);
+	victim->count = 0;
+	return victim;
+}
+
+int
+fail_table_count(struct fail_table *t, const struct sockaddr *sa,
+		 long long window)
+{
+	unsigned char key[16];
+	struct fail_slot *s;
+
+	addr_key(sa, key);
+	s = fail_find(t, key, time(NULL), window, 0);
+	return s != NULL ? s->count : 0;
+}
+
+int
+fail_table_add(struct fail_table *t, const struct sockaddr *sa,
+	       long long window)
+{
+	unsigned char key[16];
+	time_t now = time(NULL);
+	struct fail_slot *s;
+
+	addr_key(sa, key);
+	s = fail_find(t, key, now, window, 1);
+	s->last = now;
+	return __atomic_add_fetch(&s->count, 1, __ATOMIC_ACQ_REL);
+}
+
+void
+fail_table_clear(struct fail_table *t, const struct sockaddr *sa)
+{
+	unsigned char key[16];
+	struct fail_slot *s;
+
+	addr_key(sa, key);
+	if ((s = fail_find(t, key, time(NULL), 1, 0)) != NULL)
+		__atomic_store_n(&s->count, 0, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------------ */
 
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
 	struct server *srv = arg;
+	const struct listener *lst = NULL;
 	struct sockaddr_storage ss;
 	socklen_t len;
+	size_t k;
 	int fd, i;
 
 	(void)what;
+	for (k = 0; k < srv->nlisten; k++)
+		if (srv->listen_fd[k] == lfd)
+			lst = &srv->conf->listeners[k];
 	/* Take a handful per wake-up: fair to the other workers, cheap
 	 * under a burst. */
 	for (i = 0; i < 16; i++) {
@@ -257,7 +370,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 				       strerror(errno));
 			return;
 		}
-		session_start(srv, fd, (struct sockaddr *)&ss, len);
+		session_start(srv, lst, fd, (struct sockaddr *)&ss, len);
 	}
 }
 

@@ -19,9 +19,12 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +45,7 @@ enum sstate { ST_CONNECT, ST_CMD, ST_DATA, ST_BDAT, ST_CLOSING };
 
 struct session {
 	struct server *srv;
+	const struct listener *lst;
 	struct gh_conn *conn;
 	struct bufferevent *bev;
 	struct sockaddr_storage sa;
@@ -58,6 +62,11 @@ struct session {
 	unsigned bdat_discard : 1;	/* consume the chunk, then refuse */
 	unsigned too_big : 1;
 	unsigned counted : 1;		/* entered the connection table */
+	unsigned tls_layer : 1;		/* TLS started (maybe handshaking) */
+	unsigned tls_handshake : 1;	/* ... and not yet established */
+	unsigned starttls : 1;		/* 220 sent, switch when written */
+	int fd;
+	SSL *ssl;			/* STARTTLS: until the switch */
 	int ticket;			/* ... with this ticket */
 	struct gh_chain *chain;
 	unsigned chain_gen;		/* run_chain() calls so far */
@@ -360,6 +369,9 @@ ehlo_reply(struct session *s)
 	reply_line(s, 250, '-', NULL, "8BITMIME");
 	reply_line(s, 250, '-', NULL, "ENHANCEDSTATUSCODES");
 	reply_line(s, 250, '-', NULL, "SMTPUTF8");
+	/* RFC 3207 4.2: never offered again once TLS is on. */
+	if (s->lst->tls == LISTEN_TLS_STARTTLS && !s->tls_layer)
+		reply_line(s, 250, '-', NULL, "STARTTLS");
 	for (i = 0; i < s->caps.n; i++)
 		reply_line(s, 250, '-', NULL, s->caps.v[i]);
 	reply_line(s, 250, ' ', NULL, "CHUNKING");
@@ -1180,8 +1192,160 @@ cmd_help(struct session *s, char *arg)
 {
 	(void)arg;
 	reply_line(s, 214, '-', "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA "
-		   "BDAT RSET NOOP QUIT VRFY HELP");
+		   "BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
 	reply(s, 214, "2.0.0", "See RFC 5321");
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS: STARTTLS (RFC 3207) and implicit TLS (RFC 8314).               */
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void
+bev_setup(struct session *s)
+{
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	set_timeout(s, conf_of(s)->timeout_command);
+	/* Bound what a client can make us buffer while we are busy. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_enable(s->bev, EV_READ);
+}
+
+static void
+tls_bev_setup(struct session *s)
+{
+	/* Most clients close without close_notify; that is an end of
+	 * input like any other, not an error that loses their replies. */
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	s->tls_layer = 1;
+	s->tls_handshake = 1;
+	bev_setup(s);
+}
+
+/*
+ * RFC 3207 4.2: the server MUST discard any knowledge obtained from the
+ * client which was not obtained from the TLS negotiation itself: the
+ * EHLO argument and extensions, any transaction and any AUTH.
+ */
+static void
+session_forget(struct session *s)
+{
+	txn_reset(s);
+	s->helo_ok = 0;
+	s->ehlo = 0;
+	s->conn->helo = NULL;
+	s->conn->esmtp = 0;
+	s->caps.n = 0;
+	s->caps.v = NULL;
+}
+
+static void
+tls_established(struct session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	char version[32], cipher[128];
+
+	s->tls_handshake = 0;
+	s->conn->tls = 1;
+	tls_describe(ssl, version, sizeof(version), cipher, sizeof(cipher));
+	gh_note_set(s->conn->notes, "tls.version", version);
+	gh_note_set(s->conn->notes, "tls.cipher", cipher);
+	gh_log(GH_LOG_INFO, "%s TLS established: %s %s", s->conn->id,
+	       version, cipher);
+}
+
+static void
+tls_failed(struct session *s, short what)
+{
+	unsigned long e = bufferevent_get_openssl_error(s->bev);
+	char why[256];
+
+	snprintf(why, sizeof(why), "%s", what & BEV_EVENT_TIMEOUT ?
+		 "timeout" : "connection closed");
+	if (e != 0)
+		ERR_error_string_n(e, why, sizeof(why));
+	gh_log(GH_LOG_INFO, "%s TLS handshake failed: %s", s->conn->id, why);
+}
+
+/* Anything that came with or after STARTTLS was sent in plain text
+ * and would be taken as sent under TLS (CVE-2011-0411): RFC 3207 5
+ * wants none of it. */
+static void
+starttls_discard(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t stale = evbuffer_get_length(in);
+
+	if (stale == 0)
+		return;
+	gh_log(GH_LOG_INFO, "%s STARTTLS: discarded %zu octets sent after "
+	       "the command in plain text", s->conn->id, stale);
+	evbuffer_drain(in, stale);
+}
+
+/*
+ * The 220 has left: the socket gets a new bufferevent that speaks TLS.
+ * Input stayed off since STARTTLS, so whatever the client sent after
+ * its packet is still in the socket and is read as the handshake.
+ */
+static void
+starttls_switch(struct session *s)
+{
+	struct bufferevent *bev;
+
+	s->starttls = 0;
+	starttls_discard(s);
+	bev = bufferevent_openssl_socket_new(s->srv->base, s->fd, s->ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		gh_log(GH_LOG_ERR, "%s STARTTLS: cannot start the TLS layer",
+		       s->conn->id);
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		s->state = ST_CLOSING;
+		event_active(s->close_ev, 0, 0);
+		return;
+	}
+	s->ssl = NULL;		/* the bufferevent owns it now */
+	bufferevent_free(s->bev);
+	s->bev = bev;
+	session_forget(s);
+	s->busy = 0;
+	tls_bev_setup(s);
+}
+
+static void
+cmd_starttls(struct session *s, char *arg)
+{
+	(void)arg;
+	if (s->tls_layer) {
+		reply(s, 503, "5.5.1", "Error: TLS already active");
+		return;
+	}
+	if (s->lst->tls != LISTEN_TLS_STARTTLS) {
+		reply(s, 502, "5.5.1", "Error: command not implemented");
+		return;
+	}
+	if (s->conn->txn != NULL) {
+		reply(s, 503, "5.5.1", "Error: MAIL transaction in progress");
+		return;
+	}
+	if ((s->ssl = SSL_new(s->lst->ssl)) == NULL) {
+		gh_log(GH_LOG_ERR, "%s STARTTLS: %s", s->conn->id,
+		       tls_error());
+		reply(s, 454, "4.7.0", "TLS not available due to temporary "
+		      "reason");
+		return;
+	}
+	reply(s, 220, "2.0.0", "Ready to start TLS");
+	/* Nothing more is read in plain text; write_cb switches once the
+	 * 220 is out. */
+	s->starttls = 1;
+	s->busy = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	starttls_discard(s);
 }
 
 static const struct command commands[] = {
@@ -1196,6 +1360,7 @@ static const struct command commands[] = {
 	{ "QUIT", NO_ARGS, cmd_quit },
 	{ "VRFY", 0, cmd_vrfy },
 	{ "HELP", 0, cmd_help },
+	{ "STARTTLS", NO_ARGS, cmd_starttls },
 	{ NULL, 0, NULL }
 };
 
@@ -1385,7 +1550,20 @@ session_free(struct session *s)
 	       s->nmessages);
 	if (s->counted)
 		conn_table_leave(s->srv->conns, s->srv->worker, s->ticket);
+	if (s->tls_layer && !s->tls_handshake) {
+		/* close_notify, as far as the socket takes it now. */
+		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+		if (SSL_shutdown(ssl) < 0)
+			ERR_clear_error();
+	}
+	if (s->ssl != NULL)
+		SSL_free(s->ssl);
+	/* A TLS bufferevent closes the socket; the plain one leaves it,
+	 * so that STARTTLS can hand it over. */
 	bufferevent_free(s->bev);
+	if (!s->tls_layer)
+		close(s->fd);
 	event_free(s->close_ev);
 	gh_pool_destroy(s->scratch);
 	gh_conn_free(s->conn);
@@ -1443,6 +1621,10 @@ write_cb(struct bufferevent *bev, void *arg)
 		event_active(s->close_ev, 0, 0);
 		return;
 	}
+	if (s->starttls) {
+		starttls_switch(s);
+		return;
+	}
 	/* The replies are taken: pipelined input held back by
 	 * output_full() goes on. */
 	if (!s->busy && !s->processing && s->state != ST_CONNECT)
@@ -1456,6 +1638,18 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (s->state == ST_CLOSING) {
+		event_active(s->close_ev, 0, 0);
+		return;
+	}
+	if (what & BEV_EVENT_CONNECTED) {
+		tls_established(s);
+		return;
+	}
+	if (s->tls_handshake && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF |
+	    BEV_EVENT_TIMEOUT))) {
+		/* Nothing of the session can be said without TLS. */
+		tls_failed(s, what);
+		s->state = ST_CLOSING;
 		event_active(s->close_ev, 0, 0);
 		return;
 	}
@@ -1519,9 +1713,31 @@ addr_fill(struct gh_conn *c, const struct sockaddr *sa, int local)
 	}
 }
 
+/* The socket's bufferevent, under TLS at once on an implicit TLS
+ * listener (RFC 8314 3.3). */
+static struct bufferevent *
+session_bev(struct session *s, int fd)
+{
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (s->lst->tls != LISTEN_TLS_IMPLICIT)
+		return bufferevent_socket_new(s->srv->base, fd, 0);
+	if ((ssl = SSL_new(s->lst->ssl)) == NULL) {
+		gh_log(GH_LOG_ERR, "%s TLS: %s", s->conn->id, tls_error());
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		SSL_free(ssl);
+	s->tls_layer = bev != NULL;
+	return bev;
+}
+
 void
-session_start(struct server *srv, int fd, const struct sockaddr *sa,
-	      socklen_t salen)
+session_start(struct server *srv, const struct listener *lst, int fd,
+	      const struct sockaddr *sa, socklen_t salen)
 {
 	const struct relayd_conf *cf = srv->conf;
 	struct session *s = calloc(1, sizeof(*s));
@@ -1536,22 +1752,33 @@ session_start(struct server *srv, int fd, const struct sockaddr *sa,
 	}
 	srv->nsessions++;
 	s->srv = srv;
+	s->lst = lst;
+	s->fd = fd;
 	memcpy(&s->sa, sa, salen);
 	s->conn = gh_conn_new(srv->base);
 	s->conn->hostname = srv->hostname;
-	s->conn->listener_role = "mx";
+	s->conn->listener_role = lst->submission ? "submission" : "mx";
 	memcpy(&s->conn->remote_sa, sa, salen);
 	addr_fill(s->conn, sa, 0);
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
 		addr_fill(s->conn, (struct sockaddr *)&local, 1);
 	s->scratch = gh_pool_create();
 	s->close_ev = event_new(srv->base, -1, 0, close_cb, s);
-	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
-	set_timeout(s, cf->timeout_command);
-	/* Bound what a client can make us buffer while we are busy. */
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
-	bufferevent_enable(s->bev, EV_READ);
+	if ((s->bev = session_bev(s, fd)) == NULL) {
+		/* Nothing can be said: TLS was promised on this port. */
+		close(fd);
+		event_free(s->close_ev);
+		gh_pool_destroy(s->scratch);
+		gh_conn_free(s->conn);
+		free(s->line);
+		server_session_closed(srv);
+		free(s);
+		return;
+	}
+	if (s->tls_layer)
+		tls_bev_setup(s);
+	else
+		bev_setup(s);
 	gh_log(GH_LOG_DEBUG, "%s connect from %s port %d", s->conn->id,
 	       s->conn->remote_ip, s->conn->remote_port);
 	s->ticket = conn_table_enter(srv->conns, srv->worker, sa,

@@ -1337,7 +1337,10 @@ scan_file(struct spool *sp, const char *name, time_t now)
 		close(fd);
 		return;
 	}
-	if (env.hold || env.next > (long long)now) {
+	/* The first scan of a worker tries every message not held: new
+	 * workers start at relayd's start and on SIGHUP, which so
+	 * flushes the queue. */
+	if (env.hold || (sp->scanned_once && env.next > (long long)now)) {
 		spoolq_env_free(&env);
 		close(fd);
 		return;
@@ -1635,9 +1638,11 @@ static const char spool_doc[] =
 "\n"
 "Delivery.  The worker that accepted a message delivers it at once to\n"
 "the next hop (host:port or socket, SMTP or LMTP) through the pooled\n"
-"client shared with smtp_forward.  Every worker scans DIR/queue at\n"
-"start and every scan_interval seconds, oldest first, for messages\n"
-"whose next attempt is due.  A worker holds an exclusive flock() on a\n"
+"client shared with smtp_forward.  Every worker scans DIR/queue every\n"
+"scan_interval seconds, oldest first, for messages whose next attempt\n"
+"is due; its first scan (at start, and after SIGHUP, which starts new\n"
+"workers) tries every message not held: a flush.  A worker holds an\n"
+"exclusive flock() on a\n"
 "queue file while it owns it, so each message has one owner; the files\n"
 "of a worker that died are taken by the next scan.  Per recipient:\n"
 "\n"
@@ -1660,6 +1665,18 @@ static const char spool_doc[] =
 "(RFC 5321 4.5.5).  A bounce that cannot be delivered goes to\n"
 "`postmaster` once; if that fails too, or no postmaster is set, it is\n"
 "dropped with a log line.\n"
+"\n"
+"Operating the queue (the configuration's spool dir):\n"
+"\n"
+"  relayd -q list [-c file]          id, age, size, attempts, next\n"
+"                                    attempt, sender, recipients, last\n"
+"                                    error\n"
+"  relayd -q count                   messages, recipients, deferred,\n"
+"                                    held\n"
+"  relayd -q flush [domain]          due now (\".domain\": subdomains\n"
+"                                    too); picked up by the next scan\n"
+"  relayd -q hold ID | release ID    stop / resume delivering it\n"
+"  relayd -q delete ID               remove it, no bounce\n"
 "\n"
 "Not done yet: MX routing for relaying clients and the get_mx hook,\n"
 "STARTTLS to the hop, the deferred/bounce/delivered hooks, DSN\n"

@@ -100,4 +100,9 @@ const char *spoolq_kind_name(enum spoolq_kind k);
 int spoolq_rewrite(const char *tmp_path, const struct spoolq_env *e,
 		   int src_fd, int *out_fd);
 
+/* `relayd -q ...` on the spool of cfg's spool plugin (spoolctl.c):
+ * returns the exit status. */
+struct gh_config;
+int spoolq_command(const struct gh_config *cfg, int argc, char **argv);
+
 #endif

@@ -9,11 +9,13 @@ the others are delivered; a 4xx recipient is retried; a message from
 the null sender never bounces; a bounce that bounces goes to the
 postmaster once; a torn queue file is moved to corrupt/ at start-up and
 never delivered; expiry after max_lifetime bounces with 4.4.7; disk
-full (a small tmpfs) answers 452 4.3.1, never 250.
+full (a small tmpfs) answers 452 4.3.1, never 250; relayd -q count,
+list, hold, delete, flush DOMAIN, release; SIGHUP flushes.
 """
 import email
 import email.policy
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -296,5 +298,65 @@ if os.geteuid() == 0:
             subprocess.call(["umount", spool])
     else:
         R.check("tmpfs mounted (root)", False)
+
+# --- 8. relayd -q: count, list, hold, delete, flush DOMAIN, release; SIGHUP
+spool = gh.tmpdir("gh-spool-")
+hop = gh.free_port()
+r = gh.Relayd(body='plugins = [ "scripted", "spool" ];\n'
+              'spool = { dir = "%s"; port = %d; retry = [ "3600" ]; '
+              'scan_interval = 1; };\n' % (spool, hop)).start()
+
+
+def q(*args):
+    p = subprocess.run([gh.RELAYD, "-c", r.conf, "-q"] + list(args),
+                       capture_output=True, text=True, timeout=10)
+    return p.returncode, p.stdout + p.stderr
+
+
+try:
+    ids = []
+    for rc in ("a@y.test", "b@z.test", "c@y.test"):
+        code, lines = send(r.port, [rc])
+        ids.append(lines[-1].split("Message accepted: ")[-1].split()[0])
+    R.check("-q: all deferred", wait(lambda: r.log_text().count(
+        "deferred for 1 recipients") == 3))
+    rc, out = q("count")
+    R.check("-q count", rc == 0 and out.startswith(
+        "3 messages, 3 recipients, 3 deferred, 0 held"), out)
+    rc, out = q("hold", ids[0])
+    R.check("-q hold", rc == 0 and "held" in out, out)
+    rc, out = q("list")
+    R.check("-q list", rc == 0 and all(i in out for i in ids) and
+            "HOLD" in out and "to <b@z.test>" in out and
+            "last error: 451 4.4.1" in out, out)
+    rc, out = q("delete", ids[2])
+    R.check("-q delete", rc == 0 and "deleted" in out and
+            ids[2] not in q("list")[1], out)
+    rc, out = q("hold", "nosuchid")
+    R.check("-q unknown id: error", rc != 0 and "no such message" in out)
+    sink = smtpsink.Sink(port=hop)
+    rc, out = q("flush", "z.test")
+    R.check("-q flush domain", rc == 0 and out.startswith("1 messages"),
+            out)
+    R.check("flushed message delivered", sink.wait_messages(1, 5) and
+            sink.messages[0]["rcpts"] == ["b@z.test"], repr(sink.messages))
+    time.sleep(1.5)
+    R.check("held message not delivered", len(sink.messages) == 1)
+    rc, out = q("release", ids[0])
+    R.check("-q release", rc == 0 and "released" in out, out)
+    R.check("released message delivered", sink.wait_messages(2, 5) and
+            sink.messages[1]["rcpts"] == ["a@y.test"], repr(sink.messages))
+    R.check("deleted message never delivered", len(sink.messages) == 2)
+    sink.rules["rcpt"] = {"d@y.test": "451 4.3.2 not now"}
+    send(r.port, ["d@y.test"])
+    R.check("deferred for an hour", wait(lambda: r.log_text().count(
+        "deferred for 1 recipients") >= 4))
+    sink.rules["rcpt"] = {}
+    r.proc.send_signal(signal.SIGHUP)
+    R.check("SIGHUP flushes", sink.wait_messages(3, 8) and
+            sink.messages[2]["rcpts"] == ["d@y.test"], repr(sink.messages))
+    sink.stop()
+finally:
+    r.stop()
 
 sys.exit(R.done())

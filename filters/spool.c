@@ -216,6 +216,8 @@ struct spool {
 	TAILQ_HEAD(, dlv) dlvs;
 	size_t ndlv;
 	int scanned_once;
+	int starved;			/* a due message waits for a slot */
+	struct timespec started;	/* files older than this are due */
 	int closing;
 };
 
@@ -751,8 +753,10 @@ dlv_free(struct dlv *d)
 	TAILQ_REMOVE(&sp->dlvs, d, entry);
 	sp->ndlv--;
 	free(d);
-	if (!sp->closing)
+	if (!sp->closing && sp->starved) {
+		sp->starved = 0;
 		scan_soon(sp);
+	}
 }
 
 static void
@@ -1232,11 +1236,10 @@ dlv_start(struct spool *sp, int fd, const char *path, struct spoolq_env *env)
 
 	if (sp->closing || sp->ndlv >= (size_t)sp->cf->max_deliveries ||
 	    (d = calloc(1, sizeof(*d))) == NULL) {
-		/* The next scan takes it. */
+		/* A scan takes it when a slot is free. */
 		close(fd);
 		spoolq_env_free(env);
-		if (!sp->closing)
-			scan_soon(sp);
+		sp->starved = 1;
 		return;
 	}
 	d->sp = sp;
@@ -1337,10 +1340,14 @@ scan_file(struct spool *sp, const char *name, time_t now)
 		close(fd);
 		return;
 	}
-	/* The first scan of a worker tries every message not held: new
-	 * workers start at relayd's start and on SIGHUP, which so
-	 * flushes the queue. */
-	if (env.hold || (sp->scanned_once && env.next > (long long)now)) {
+	/* A worker tries every message not held that was last written
+	 * before it started: new workers start at relayd's start and on
+	 * SIGHUP, which so flushes the queue.  What it wrote itself since
+	 * follows the retry schedule. */
+	if (env.hold || (env.next > (long long)now &&
+	    (st.st_mtim.tv_sec > sp->started.tv_sec ||
+	    (st.st_mtim.tv_sec == sp->started.tv_sec &&
+	    st.st_mtim.tv_nsec >= sp->started.tv_nsec)))) {
 		spoolq_env_free(&env);
 		close(fd);
 		return;
@@ -1399,6 +1406,8 @@ scan(evutil_socket_t fd, short what, void *arg)
 		if (sp->ndlv < (size_t)sp->cf->max_deliveries ||
 		    !sp->scanned_once)
 			scan_file(sp, names[i], now);
+		else
+			sp->starved = 1;
 		free(names[i]);
 	}
 	free(names);
@@ -1526,6 +1535,7 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	p->data = sp;
 	sp->p = p;
 	sp->cf = cf;
+	clock_gettime(CLOCK_REALTIME, &sp->started);
 	sp->qdirfd = sp->wake[0] = sp->wake[1] = -1;
 	TAILQ_INIT(&sp->todo);
 	TAILQ_INIT(&sp->done);
@@ -1640,11 +1650,11 @@ static const char spool_doc[] =
 "the next hop (host:port or socket, SMTP or LMTP) through the pooled\n"
 "client shared with smtp_forward.  Every worker scans DIR/queue every\n"
 "scan_interval seconds, oldest first, for messages whose next attempt\n"
-"is due; its first scan (at start, and after SIGHUP, which starts new\n"
-"workers) tries every message not held: a flush.  A worker holds an\n"
-"exclusive flock() on a\n"
-"queue file while it owns it, so each message has one owner; the files\n"
-"of a worker that died are taken by the next scan.  Per recipient:\n"
+"is due; a worker started at start-up or by SIGHUP also tries every\n"
+"message not held that it did not write itself: a flush.  A worker\n"
+"holds an exclusive flock() on a queue file while it owns it, so each\n"
+"message has one owner; the files of a worker that died are taken by\n"
+"the next scan.  Per recipient:\n"
 "\n"
 "  2xx                 delivered, done\n"
 "  5xx                 bounced (a delivery status notification)\n"

@@ -346,6 +346,11 @@ struct gh_call {
 	struct gh_strlist *caps;	/* capabilities: add with gh_cap_add */
 	const struct gh_call *denied;	/* DENY hook: the denied call */
 	enum gh_verdict denied_verdict;
+	/* AUTH: the identity and the password the client gave (decoded,
+	 * NUL-free).  Never log the password; it is wiped after the
+	 * chain. */
+	const char *user;
+	const char *password;
 	void *core;			/* core-private */
 };
 

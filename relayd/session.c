@@ -40,8 +40,13 @@
 #define HELO_MAX 256
 #define INPUT_MAX (256 * 1024)	/* input buffered while busy */
 #define OUTPUT_MAX (64 * 1024)	/* replies queued before input pauses */
+#define AUTH_FIELD 256		/* RFC 4616 2: 255 octets at most */
+#define AUTH_DECODED 1024	/* a decoded SASL response */
 
 enum sstate { ST_CONNECT, ST_CMD, ST_DATA, ST_BDAT, ST_CLOSING };
+
+/* Where an AUTH exchange is (RFC 4954 4): which response comes next. */
+enum auth_step { AUTH_NONE, AUTH_PLAIN, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
 
 struct session {
 	struct server *srv;
@@ -65,8 +70,15 @@ struct session {
 	unsigned tls_layer : 1;		/* TLS started (maybe handshaking) */
 	unsigned tls_handshake : 1;	/* ... and not yet established */
 	unsigned starttls : 1;		/* 220 sent, switch when written */
+	unsigned relay_before_auth : 1;	/* conn->relaying before AUTH */
 	int fd;
 	SSL *ssl;			/* STARTTLS: until the switch */
+	enum auth_step auth_step;
+	const char *auth_mech;		/* "PLAIN" or "LOGIN" */
+	char auth_user[AUTH_FIELD];
+	char auth_pass[AUTH_FIELD];	/* wiped once the chain is done */
+	struct event *auth_timer;	/* a failure's delayed reply */
+	char auth_reply[REPLY_LINE];
 	int ticket;			/* ... with this ticket */
 	struct gh_chain *chain;
 	unsigned chain_gen;		/* run_chain() calls so far */
@@ -97,6 +109,7 @@ struct command {
 
 static void session_process(struct session *s);
 static void session_close(struct session *s);
+static int auth_offered(const struct session *s);
 static void run_chain(struct session *s, struct gh_call *proto,
 		      gh_chain_done_fn done);
 
@@ -372,6 +385,8 @@ ehlo_reply(struct session *s)
 	/* RFC 3207 4.2: never offered again once TLS is on. */
 	if (s->lst->tls == LISTEN_TLS_STARTTLS && !s->tls_layer)
 		reply_line(s, 250, '-', NULL, "STARTTLS");
+	if (auth_offered(s))
+		reply_line(s, 250, '-', NULL, "AUTH PLAIN LOGIN");
 	for (i = 0; i < s->caps.n; i++)
 		reply_line(s, 250, '-', NULL, s->caps.v[i]);
 	reply_line(s, 250, ' ', NULL, "CHUNKING");
@@ -612,6 +627,13 @@ cmd_mail(struct session *s, char *arg)
 
 	if (s->conn->txn != NULL) {
 		reply(s, 503, "5.5.1", "Error: nested MAIL command");
+		return;
+	}
+	if (s->lst->submission && s->conn->auth_user == NULL) {
+		/* RFC 6409 4.3: submission needs an authenticated client. */
+		gh_log(GH_LOG_INFO, "%s MAIL refused: submission without AUTH "
+		       "from %s", s->conn->id, s->conn->remote_ip);
+		reply(s, 530, "5.7.0", "Authentication required");
 		return;
 	}
 	if ((path = parse_path(s, arg, "FROM:", GH_PATH_MAIL)) == NULL)
@@ -1192,7 +1214,7 @@ cmd_help(struct session *s, char *arg)
 {
 	(void)arg;
 	reply_line(s, 214, '-', "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA "
-		   "BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+		   "BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 	reply(s, 214, "2.0.0", "See RFC 5321");
 }
 
@@ -1239,6 +1261,10 @@ session_forget(struct session *s)
 	s->conn->esmtp = 0;
 	s->caps.n = 0;
 	s->caps.v = NULL;
+	if (s->conn->auth_user != NULL) {
+		s->conn->auth_user = NULL;
+		s->conn->relaying = s->relay_before_auth;
+	}
 }
 
 static void
@@ -1348,6 +1374,389 @@ cmd_starttls(struct session *s, char *arg)
 	starttls_discard(s);
 }
 
+/* ------------------------------------------------------------------ */
+/* AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN.                     */
+
+/*
+ * Offered when a plugin is bound to the auth hook, and only under TLS
+ * unless the listener says auth_plaintext=yes: PLAIN and LOGIN send the
+ * password as it is.  CRAM-MD5 is not offered: it needs the password
+ * (or an equivalent) on the server, where only hashes are kept.
+ */
+static int
+auth_offered(const struct session *s)
+{
+	return gh_runtime_has_hook(s->srv->rt, GH_HOOK_AUTH) &&
+	    (s->conn->tls || s->lst->auth_plaintext);
+}
+
+static int
+b64_value(unsigned char ch)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == '+')
+		return 62;
+	if (ch == '/')
+		return 63;
+	return -1;
+}
+
+/* Strict base64 (RFC 4648 4): whole quanta, padding only at the end.
+ * Returns the decoded length, or -1. */
+static ssize_t
+b64_decode(const char *in, unsigned char *out, size_t outlen)
+{
+	size_t len = strlen(in), i, n = 0;
+	int v[4], k, pad;
+
+	if (len % 4 != 0 || len / 4 * 3 > outlen)
+		return -1;
+	for (i = 0; i < len; i += 4) {
+		pad = 0;
+		for (k = 0; k < 4; k++) {
+			if (in[i + k] == '=' && i + 4 == len && k >= 2) {
+				v[k] = 0;
+				pad++;
+			} else if (pad > 0 ||
+			    (v[k] = b64_value((unsigned char)in[i + k])) < 0) {
+				return -1;
+			}
+		}
+		out[n++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (pad < 2)
+			out[n++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+		if (pad < 1)
+			out[n++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+	}
+	return (ssize_t)n;
+}
+
+static void
+auth_wipe(struct session *s)
+{
+	explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
+	explicit_bzero(s->auth_user, sizeof(s->auth_user));
+}
+
+/* The exchange ends without a verdict: a protocol error or "*". */
+static void
+auth_abort(struct session *s, int code, const char *enh, const char *text)
+{
+	s->auth_step = AUTH_NONE;
+	auth_wipe(s);
+	reply(s, code, enh, "%s", text);
+}
+
+static void
+auth_user_log(const struct session *s, char *buf, size_t n)
+{
+	gh_sanitize(buf, n, s->auth_user, strlen(s->auth_user));
+}
+
+static void
+auth_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	reply_line(s, atoi(s->auth_reply), ' ', NULL, s->auth_reply + 4);
+	s->busy = 0;
+	session_resume(s);
+}
+
+/*
+ * A failure counts against the client's address for
+ * auth_failure_window seconds, in every worker.  From the second one
+ * the reply waits auth_failure_delay seconds (input waits too); at
+ * auth_max_failures the answer is 421 and the connection closes.
+ */
+static int
+auth_count_failure(struct session *s)
+{
+	const struct relayd_conf *cf = conf_of(s);
+	int n = fail_table_add(s->srv->auth_fails,
+			       (const struct sockaddr *)&s->sa,
+			       cf->auth_failure_window);
+	char user[AUTH_FIELD * 4];
+
+	auth_user_log(s, user, sizeof(user));
+	gh_log(GH_LOG_INFO, "%s AUTH %s failed for user %s from %s (%d of %lld)",
+	       s->conn->id, s->auth_mech, user, s->conn->remote_ip, n,
+	       cf->auth_max_failures);
+	auth_wipe(s);
+	return n;
+}
+
+static void
+auth_failed(struct session *s, int code, const char *enh, const char *text)
+{
+	const struct relayd_conf *cf = conf_of(s);
+	struct timeval tv = { (time_t)cf->auth_failure_delay, 0 };
+	int n = auth_count_failure(s);
+
+	if (n >= cf->auth_max_failures) {
+		reply(s, 421, "4.7.0", "%s Error: too many authentication "
+		      "failures", s->srv->hostname);
+		session_close(s);
+		return;
+	}
+	if (n < 2 || cf->auth_failure_delay == 0) {
+		reply(s, code, enh, "%s", text);
+		return;
+	}
+	if (s->auth_timer == NULL)
+		s->auth_timer = evtimer_new(s->srv->base, auth_delay_cb, s);
+	snprintf(s->auth_reply, sizeof(s->auth_reply), "%03d %s %s", code,
+		 enh, text);
+	s->busy = 1;
+	evtimer_add(s->auth_timer, &tv);
+}
+
+static void
+auth_done(void *arg, const struct gh_outcome *o)
+{
+	struct session *s = arg;
+	char user[AUTH_FIELD * 4];
+
+	CHAIN_DONE(s);
+	explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
+	auth_user_log(s, user, sizeof(user));
+	if (o->verdict == GH_OK) {
+		gh_log(GH_LOG_INFO, "%s AUTH %s succeeded for user %s",
+		       s->conn->id, s->auth_mech, user);
+		s->conn->auth_user = gh_pstrdup(s->conn->pool, s->auth_user);
+		s->relay_before_auth = s->conn->relaying;
+		s->conn->relaying = 1;
+		auth_wipe(s);
+		reply_line(s, o->code, ' ', o->enh, o->text);
+		session_resume(s);
+		return;
+	}
+	if (o->code / 100 == 4 && o->action != GH_WIRE_CLOSE) {
+		/* A backend could not answer: not the client's failure. */
+		gh_log(GH_LOG_INFO, "%s AUTH %s for user %s: temporary "
+		       "failure", s->conn->id, s->auth_mech, user);
+		auth_wipe(s);
+		if (!reply_outcome(s, o))
+			session_resume(s);
+		return;
+	}
+	if (o->action == GH_WIRE_CLOSE) {
+		/* A plugin closes: the failure counts all the same. */
+		auth_count_failure(s);
+		reply_outcome(s, o);
+		return;
+	}
+	auth_failed(s, o->code, o->enh[0] ? o->enh : "5.7.8", o->text);
+	if (!s->busy)
+		session_resume(s);
+}
+
+static void
+auth_run(struct session *s)
+{
+	struct gh_call proto;
+
+	s->auth_step = AUTH_NONE;
+	call_init(s, &proto, GH_HOOK_AUTH);
+	proto.arg = s->auth_mech;
+	proto.user = s->auth_user;
+	proto.password = s->auth_pass;
+	run_chain(s, &proto, auth_done);
+}
+
+/* Copy a decoded field; -1 when too long or holding a NUL. */
+static int
+auth_field(char *dst, const unsigned char *src, size_t n)
+{
+	if (n >= AUTH_FIELD || memchr(src, '\0', n) != NULL)
+		return -1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return 0;
+}
+
+/* A user name that cannot go into a log line or a header as it is. */
+static int
+auth_user_bad(const char *u)
+{
+	for (; *u != '\0'; u++)
+		if ((unsigned char)*u < 0x20 || *u == 0x7f)
+			return 1;
+	return 0;
+}
+
+/* RFC 4616 2: [authzid] NUL authcid NUL passwd. */
+static void
+auth_plain(struct session *s, const char *b64)
+{
+	unsigned char buf[AUTH_DECODED];
+	ssize_t n = b64_decode(b64, buf, sizeof(buf));
+	unsigned char *authcid, *passwd;
+	size_t zlen;
+	int authz_other;
+
+	if (n < 0) {
+		auth_abort(s, 501, "5.5.2", "Cannot decode response");
+		return;
+	}
+	authcid = memchr(buf, '\0', (size_t)n);
+	passwd = authcid ? memchr(authcid + 1, '\0',
+				  (size_t)(buf + n - authcid - 1)) : NULL;
+	if (passwd == NULL || auth_field(s->auth_user, authcid + 1,
+	    (size_t)(passwd - authcid - 1)) != 0 ||
+	    auth_field(s->auth_pass, passwd + 1,
+	    (size_t)(buf + n - passwd - 1)) != 0) {
+		explicit_bzero(buf, sizeof(buf));
+		auth_abort(s, 501, "5.5.2", "Invalid PLAIN response");
+		return;
+	}
+	/* Acting for another identity (authzid) is not supported: an
+	 * authzid must be the authcid itself. */
+	zlen = (size_t)(authcid - buf);
+	authz_other = zlen > 0 && (zlen != strlen(s->auth_user) ||
+				   memcmp(buf, s->auth_user, zlen) != 0);
+	explicit_bzero(buf, sizeof(buf));
+	if (s->auth_user[0] == '\0' || s->auth_pass[0] == '\0' ||
+	    auth_user_bad(s->auth_user) || authz_other) {
+		auth_failed(s, 535, "5.7.8", "Authentication credentials "
+			    "invalid");
+		return;
+	}
+	auth_run(s);
+}
+
+static void
+auth_login(struct session *s, const char *b64)
+{
+	unsigned char buf[AUTH_DECODED];
+	ssize_t n = b64_decode(b64, buf, sizeof(buf));
+	char *field = s->auth_step == AUTH_LOGIN_USER ? s->auth_user :
+	    s->auth_pass;
+
+	if (n < 0) {
+		auth_abort(s, 501, "5.5.2", "Cannot decode response");
+		return;
+	}
+	if (auth_field(field, buf, (size_t)n) != 0) {
+		explicit_bzero(buf, sizeof(buf));
+		auth_abort(s, 501, "5.5.2", "Invalid LOGIN response");
+		return;
+	}
+	explicit_bzero(buf, sizeof(buf));
+	if (s->auth_step == AUTH_LOGIN_USER) {
+		s->auth_step = AUTH_LOGIN_PASS;
+		reply_line(s, 334, ' ', NULL, "UGFzc3dvcmQ6");	/* Password: */
+		return;
+	}
+	if (s->auth_user[0] == '\0' || s->auth_pass[0] == '\0' ||
+	    auth_user_bad(s->auth_user)) {
+		auth_failed(s, 535, "5.7.8", "Authentication credentials "
+			    "invalid");
+		return;
+	}
+	auth_run(s);
+}
+
+/* A line of the exchange; RFC 4954 4: "*" cancels it with 501. */
+static void
+auth_response(struct session *s, const char *line)
+{
+	if (strcmp(line, "*") == 0) {
+		gh_log(GH_LOG_INFO, "%s AUTH %s cancelled by the client",
+		       s->conn->id, s->auth_mech);
+		auth_abort(s, 501, "5.0.0", "Authentication cancelled");
+		return;
+	}
+	if (s->auth_step == AUTH_PLAIN) {
+		s->auth_step = AUTH_NONE;
+		auth_plain(s, line);
+	} else {
+		auth_login(s, line);
+	}
+}
+
+/* Why AUTH cannot start now (the reply is sent), or 0 if it can. */
+static int
+auth_refused(struct session *s)
+{
+	const struct relayd_conf *cf = conf_of(s);
+
+	if (!gh_runtime_has_hook(s->srv->rt, GH_HOOK_AUTH)) {
+		reply(s, 503, "5.5.1", "Error: authentication not enabled");
+		return 1;
+	}
+	if (!auth_offered(s)) {
+		/* RFC 4954 6: the mechanism needs TLS here. */
+		reply(s, 538, "5.7.11", "Encryption required for requested "
+		      "authentication mechanism");
+		return 1;
+	}
+	if (!s->conn->esmtp) {
+		reply(s, 503, "5.5.1", "Error: send EHLO first");
+		return 1;
+	}
+	if (s->conn->auth_user != NULL) {
+		/* RFC 4954 4: after a successful AUTH, 503. */
+		reply(s, 503, "5.5.1", "Error: already authenticated");
+		return 1;
+	}
+	if (s->conn->txn != NULL) {
+		reply(s, 503, "5.5.1", "Error: AUTH not permitted during a "
+		      "mail transaction");
+		return 1;
+	}
+	if (fail_table_count(s->srv->auth_fails, (const struct sockaddr *)
+	    &s->sa, cf->auth_failure_window) >= cf->auth_max_failures) {
+		gh_log(GH_LOG_INFO, "%s AUTH refused: %s is over %lld "
+		       "failures", s->conn->id, s->conn->remote_ip,
+		       cf->auth_max_failures);
+		reply(s, 421, "4.7.0", "%s Error: too many authentication "
+		      "failures", s->srv->hostname);
+		session_close(s);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+cmd_auth(struct session *s, char *arg)
+{
+	char *ir = strchr(arg, ' ');
+
+	if (auth_refused(s))
+		return;
+	if (ir != NULL)
+		*ir++ = '\0';
+	if (strcasecmp(arg, "PLAIN") == 0) {
+		s->auth_mech = "PLAIN";
+	} else if (strcasecmp(arg, "LOGIN") == 0) {
+		s->auth_mech = "LOGIN";
+	} else if (arg[0] == '\0') {
+		reply(s, 501, "5.5.4", "Syntax: AUTH mechanism");
+		return;
+	} else {
+		reply(s, 504, "5.5.4", "Unrecognized authentication type");
+		return;
+	}
+	auth_wipe(s);
+	s->auth_step = s->auth_mech[0] == 'P' ? AUTH_PLAIN : AUTH_LOGIN_USER;
+	if (ir == NULL) {
+		/* PLAIN: an empty challenge; LOGIN: "Username:". */
+		reply_line(s, 334, ' ', NULL, s->auth_step == AUTH_PLAIN ? "" :
+			   "VXNlcm5hbWU6");
+		return;
+	}
+	/* RFC 4954 4: "=" is an empty initial response. */
+	auth_response(s, strcmp(ir, "=") == 0 ? "" : ir);
+}
+
 static const struct command commands[] = {
 	{ "HELO", 0, cmd_helo },
 	{ "EHLO", 0, cmd_ehlo },
@@ -1361,6 +1770,7 @@ static const struct command commands[] = {
 	{ "VRFY", 0, cmd_vrfy },
 	{ "HELP", 0, cmd_help },
 	{ "STARTTLS", NO_ARGS, cmd_starttls },
+	{ "AUTH", NEED_HELO, cmd_auth },
 	{ NULL, 0, NULL }
 };
 
@@ -1432,8 +1842,20 @@ command_dispatch(struct session *s, char *line)
 	char clean[1024], *arg;
 	size_t vlen = strcspn(line, " ");
 
-	gh_sanitize(clean, sizeof(clean), line, strlen(line));
-	gh_log(GH_LOG_PROTO, "%s < %s", s->conn->id, clean);
+	if (s->auth_step != AUTH_NONE) {
+		/* Credentials never reach the log. */
+		gh_log(GH_LOG_PROTO, "%s < (AUTH response)", s->conn->id);
+		auth_response(s, line);
+		return;
+	}
+	if (vlen == 4 && strncasecmp(line, "AUTH", 4) == 0 &&
+	    strchr(line + 5, ' ') != NULL)
+		gh_log(GH_LOG_PROTO, "%s < %.*s (initial response)",
+		       s->conn->id, (int)strcspn(line + 5, " ") + 5, line);
+	else {
+		gh_sanitize(clean, sizeof(clean), line, strlen(line));
+		gh_log(GH_LOG_PROTO, "%s < %s", s->conn->id, clean);
+	}
 	arg = line + vlen;
 	if (*arg == ' ')
 		*arg++ = '\0';
@@ -1463,6 +1885,11 @@ line_too_long(struct session *s)
 {
 	gh_log(GH_LOG_INFO, "%s command line over %lld octets", s->conn->id,
 	       conf_of(s)->max_line_length);
+	if (s->auth_step != AUTH_NONE) {
+		/* RFC 4954 4: the exchange ends with the error. */
+		auth_abort(s, 500, "5.5.2", "Error: line too long");
+		return;
+	}
 	reply(s, 500, "5.5.2", "Error: line too long");
 }
 
@@ -1499,10 +1926,17 @@ command_input(struct session *s)
 	if (len > 0 && s->line[len - 1] == '\r')
 		s->line[--len] = '\0';
 	if (memchr(s->line, '\0', len) != NULL) {
-		reply(s, 500, "5.5.2", "Error: NUL in command line");
+		if (s->auth_step != AUTH_NONE)
+			auth_abort(s, 500, "5.5.2", "Error: NUL in command "
+				   "line");
+		else
+			reply(s, 500, "5.5.2", "Error: NUL in command line");
+		explicit_bzero(s->line, len);
 		return 1;
 	}
 	command_dispatch(s, s->line);
+	/* The line may have held a password, base64 or not. */
+	explicit_bzero(s->line, len);
 	return 1;
 }
 
@@ -1559,6 +1993,9 @@ session_free(struct session *s)
 	}
 	if (s->ssl != NULL)
 		SSL_free(s->ssl);
+	if (s->auth_timer != NULL)
+		event_free(s->auth_timer);
+	auth_wipe(s);
 	/* A TLS bufferevent closes the socket; the plain one leaves it,
 	 * so that STARTTLS can hand it over. */
 	bufferevent_free(s->bev);

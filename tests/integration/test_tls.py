@@ -381,6 +381,18 @@ def test_implicit(r):
             repr(c.buf))
     c.close()
 
+    # role=submission: no MAIL before AUTH, TLS or not.
+    raw = socket.create_connection(("127.0.0.1", r.ports[3]), 10)
+    c = gh.Client.__new__(gh.Client)
+    c.buf = b""
+    c.sock = client_ctx().wrap_socket(raw)
+    c.reply()
+    c.cmd("EHLO client.test")
+    code, lines = c.cmd("MAIL FROM:<b@example.test>")
+    R.check("implicit TLS submission: MAIL before AUTH 530 5.7.0",
+            code == 530 and "5.7.0" in lines[0], lines)
+    c.close()
+
     # The plain listener beside it offers no TLS at all.
     c = gh.Client(r.ports[2])
     c.reply()
@@ -412,8 +424,8 @@ def main():
     make_cert(CERT2, KEY2, "other.test")
     test_config_errors()
     test_no_tls()
-    with relayd(["", "tls=implicit role=submission", "tls=none"],
-                TLS_CONF) as r:
+    with relayd(["", "tls=implicit", "tls=none",
+                 "tls=implicit role=submission"], TLS_CONF) as r:
         test_starttls(r)
         test_injection(r)
         test_s_client(r)

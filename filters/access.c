@@ -99,9 +99,7 @@ struct entry {
 	enum entry_kind kind;
 	const char *text;	/* as configured, for logs */
 	char *key;		/* E_NAME, E_ADDR: lower case */
-	int family;		/* E_NET */
-	unsigned char addr[16];
-	int bits;
+	struct gh_net net;	/* E_NET */
 	regex_t re;		/* E_REGEX */
 };
 
@@ -117,34 +115,6 @@ struct access_data {
 /* ------------------------------------------------------------------ */
 /* Entries.                                                            */
 
-static int
-net_parse(const char *s, struct entry *e)
-{
-	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
-	long bits;
-
-	if (strlen(s) >= sizeof(buf))
-		return -1;
-	snprintf(buf, sizeof(buf), "%s", s);
-	if ((slash = strchr(buf, '/')) != NULL)
-		*slash++ = '\0';
-	if (inet_pton(AF_INET, buf, e->addr) == 1)
-		e->family = AF_INET;
-	else if (inet_pton(AF_INET6, buf, e->addr) == 1)
-		e->family = AF_INET6;
-	else
-		return -1;
-	e->bits = e->family == AF_INET ? 32 : 128;
-	if (slash != NULL) {
-		bits = strtol(slash, &end, 10);
-		if (*slash == '\0' || *end != '\0' || bits < 0 ||
-		    bits > e->bits)
-			return -1;
-		e->bits = (int)bits;
-	}
-	e->kind = E_NET;
-	return 0;
-}
 
 static char *
 lower_dup(const char *s)
@@ -191,8 +161,10 @@ entry_parse(struct entry *e, enum access_check ck, const char *s,
 		return 0;
 	}
 	if (ck == CK_CLIENT) {
-		if (net_parse(s, e) == 0)
+		if (gh_net_parse(s, &e->net) == 0) {
+			e->kind = E_NET;
 			return 0;
+		}
 		snprintf(err, errlen, "\"%s\" is not an IP address, a "
 			 "network (ADDR/BITS) or a /regex/", s);
 		return -1;
@@ -229,48 +201,6 @@ name_match(const char *name, const char *key)
 	    strncasecmp(name + n - k, key, k) == 0;
 }
 
-static int
-prefix_equal(const unsigned char *a, const unsigned char *b, int bits)
-{
-	int whole = bits / 8, rest = bits % 8;
-	unsigned char mask;
-
-	if (memcmp(a, b, (size_t)whole) != 0)
-		return 0;
-	if (rest == 0)
-		return 1;
-	mask = (unsigned char)(0xff << (8 - rest));
-	return (a[whole] & mask) == (b[whole] & mask);
-}
-
-/* The client's address; an IPv4-mapped IPv6 address counts as IPv4. */
-static int
-client_addr(const struct gh_conn *conn, unsigned char out[16])
-{
-	static const unsigned char mapped[12] = {
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
-	};
-	const struct sockaddr *sa = (const struct sockaddr *)&conn->remote_sa;
-
-	if (sa->sa_family == AF_INET) {
-		memcpy(out, &((const struct sockaddr_in *)(const void *)sa)->
-		       sin_addr, 4);
-		return AF_INET;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const unsigned char *a = ((const struct sockaddr_in6 *)
-		    (const void *)sa)->sin6_addr.s6_addr;
-
-		if (memcmp(a, mapped, sizeof(mapped)) == 0) {
-			memcpy(out, a + 12, 4);
-			return AF_INET;
-		}
-		memcpy(out, a, 16);
-		return AF_INET6;
-	}
-	return -1;
-}
-
 /* ------------------------------------------------------------------ */
 /* Matching.  A value is what one check looks at.                       */
 
@@ -283,14 +213,11 @@ struct value {
 static int
 entry_match(const struct entry *e, const struct value *v)
 {
-	unsigned char ip[16];
-
 	switch (e->kind) {
 	case E_REGEX:
 		return regexec(&e->re, v->text, 0, NULL, 0) == 0;
 	case E_NET:
-		return client_addr(v->conn, ip) == e->family &&
-		    prefix_equal(ip, e->addr, e->bits);
+		return gh_net_match(&e->net, v->conn);
 	case E_NULL:
 		return v->addr != NULL && v->addr->is_null;
 	case E_ADDR:

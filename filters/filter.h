@@ -165,6 +165,21 @@ const char *gh_path_param(const struct gh_path *path, const char *key);
 int gh_domain_valid(const char *s);
 
 /* ------------------------------------------------------------------ */
+/* Networks: "192.0.2.0/24", "2001:db8::/32", or one address.           */
+
+struct gh_net {
+	int family;		/* AF_INET or AF_INET6 */
+	unsigned char addr[16];	/* network order */
+	int bits;		/* prefix length */
+};
+
+/* Returns 0, or -1 when s is no address or network. */
+int gh_net_parse(const char *s, struct gh_net *n);
+/* Is the client in n?  An IPv4-mapped IPv6 client counts as IPv4. */
+struct gh_conn;
+int gh_net_match(const struct gh_net *n, const struct gh_conn *conn);
+
+/* ------------------------------------------------------------------ */
 /* The message: header block parsed once, body read through a reader.  */
 
 struct gh_header {

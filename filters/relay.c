@@ -33,11 +33,9 @@ static const struct gh_directive relay_directives[] = {
 	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
 };
 
-/* One network: family, address bytes (network order), prefix length. */
+/* One network, and its text for the logs. */
 struct relay_net {
-	int family;
-	unsigned char addr[16];
-	int bits;
+	struct gh_net net;
 	const char *text;
 };
 
@@ -46,89 +44,13 @@ struct relay_data {
 	size_t nnets;
 };
 
-/* Parse "ADDR" or "ADDR/BITS".  Returns 0, or -1 if s is neither. */
-static int
-net_parse(const char *s, struct relay_net *n)
-{
-	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
-	long bits;
-
-	if (strlen(s) >= sizeof(buf))
-		return -1;
-	snprintf(buf, sizeof(buf), "%s", s);
-	if ((slash = strchr(buf, '/')) != NULL)
-		*slash++ = '\0';
-	if (inet_pton(AF_INET, buf, n->addr) == 1)
-		n->family = AF_INET;
-	else if (inet_pton(AF_INET6, buf, n->addr) == 1)
-		n->family = AF_INET6;
-	else
-		return -1;
-	n->bits = n->family == AF_INET ? 32 : 128;
-	if (slash != NULL) {
-		bits = strtol(slash, &end, 10);
-		if (*slash == '\0' || *end != '\0' || bits < 0 ||
-		    bits > n->bits)
-			return -1;
-		n->bits = (int)bits;
-	}
-	n->text = s;
-	return 0;
-}
-
-/* Does the first `bits` bits of a equal those of b? */
-static int
-prefix_equal(const unsigned char *a, const unsigned char *b, int bits)
-{
-	int whole = bits / 8, rest = bits % 8;
-	unsigned char mask;
-
-	if (memcmp(a, b, (size_t)whole) != 0)
-		return 0;
-	if (rest == 0)
-		return 1;
-	mask = (unsigned char)(0xff << (8 - rest));
-	return (a[whole] & mask) == (b[whole] & mask);
-}
-
-/* The client's address as family and bytes; v4-mapped v6 becomes v4. */
-static int
-client_addr(const struct gh_conn *conn, unsigned char out[16])
-{
-	static const unsigned char mapped[12] = {
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
-	};
-	const struct sockaddr *sa = (const struct sockaddr *)&conn->remote_sa;
-
-	if (sa->sa_family == AF_INET) {
-		memcpy(out, &((const struct sockaddr_in *)(const void *)sa)->
-		       sin_addr, 4);
-		return AF_INET;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const unsigned char *a = ((const struct sockaddr_in6 *)
-		    (const void *)sa)->sin6_addr.s6_addr;
-
-		if (memcmp(a, mapped, sizeof(mapped)) == 0) {
-			memcpy(out, a + 12, 4);
-			return AF_INET;
-		}
-		memcpy(out, a, 16);
-		return AF_INET6;
-	}
-	return -1;
-}
-
 static const struct relay_net *
 relay_match(const struct relay_data *d, const struct gh_conn *conn)
 {
-	unsigned char addr[16];
-	int family = client_addr(conn, addr);
 	size_t i;
 
 	for (i = 0; i < d->nnets; i++)
-		if (d->nets[i].family == family &&
-		    prefix_equal(addr, d->nets[i].addr, d->nets[i].bits))
+		if (gh_net_match(&d->nets[i].net, conn))
 			return &d->nets[i];
 	return NULL;
 }
@@ -165,7 +87,8 @@ relay_init(struct gh_plugin *p, char *err, size_t errlen)
 	}
 	p->data = d;
 	for (i = 0; i < cf->clients.n; i++) {
-		if (net_parse(cf->clients.v[i], &d->nets[i]) != 0) {
+		d->nets[i].text = cf->clients.v[i];
+		if (gh_net_parse(cf->clients.v[i], &d->nets[i].net) != 0) {
 			snprintf(err, errlen, "%s: clients: \"%s\" is not an "
 				 "IP address or network (ADDR/BITS)", p->name,
 				 cf->clients.v[i]);

@@ -186,7 +186,8 @@ auth_file_init(struct gh_plugin *p, char *err, size_t errlen)
 	}
 	if (file_read(u, cf->file, err, errlen) != 0)
 		goto fail;
-	qsort(u->v, u->n, sizeof(*u->v), user_cmp);
+	if (u->n > 1)
+		qsort(u->v, u->n, sizeof(*u->v), user_cmp);
 	for (i = 1; i < u->n; i++)
 		if (strcmp(u->v[i - 1].name, u->v[i].name) == 0) {
 			snprintf(err, errlen, "auth_file: %s:%u: user \"%s\" "

@@ -1400,8 +1400,10 @@ scan(evutil_socket_t fd, short what, void *arg)
 		n++;
 	}
 	closedir(dp);
-	/* Ids sort by arrival: the oldest go first. */
-	qsort(names, n, sizeof(*names), name_cmp);
+	/* Ids sort by arrival: the oldest go first.  (An empty queue has
+	 * no array at all, and qsort must not see a NULL.) */
+	if (n > 1)
+		qsort(names, n, sizeof(*names), name_cmp);
 	for (i = 0; i < n; i++) {
 		if (sp->ndlv < (size_t)sp->cf->max_deliveries ||
 		    !sp->scanned_once)

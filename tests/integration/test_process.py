@@ -114,9 +114,19 @@ with gh.Relayd(workers=1, relayd_extra="max_connections_per_ip = 2;",
                body=SINK) as r:
     kids = wait_for(lambda: len(children(r.proc.pid)) == 1 and
                     children(r.proc.pid))
-    held = [gh.Client(r.port), gh.Client(r.port)]
-    for c in held:
-        c.reply()
+    # Two sessions that count.  (The start-up probe's session may still
+    # be open for a moment and take a slot: wait until two are greeted.)
+    held = []
+    for _ in range(50):
+        c = gh.Client(r.port)
+        code, _ = c.reply()
+        if code == 220:
+            held.append(c)
+            if len(held) == 2:
+                break
+        else:
+            c.close()
+            time.sleep(0.05)
     third = gh.Client(r.port)
     code, _ = third.reply()
     R.check("per-IP limit holds before the crash", code == 421, repr(code))

@@ -25,6 +25,24 @@ PLUGIN_DIR = os.path.join(BUILDDIR, "tests", "plugins")
 # failed or GH_KEEP_LOGS is set, so failures keep their logs.
 _TMPDIRS = []
 _FAILED = [False]
+# Sanitizer reports found in the logs of processes this run started.
+SANITIZER_MARKS = ("runtime error:", "ERROR: AddressSanitizer",
+                   "ERROR: LeakSanitizer")
+_SANITIZER = []
+
+
+def check_sanitizer(path):
+    """Record a sanitizer report in a log file: it fails the suite."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return
+    for line in text.splitlines():
+        if any(m in line for m in SANITIZER_MARKS):
+            _SANITIZER.append("%s: %s" % (path, line.strip()))
+            _FAILED[0] = True
+            return
 
 
 def _cleanup():
@@ -107,8 +125,9 @@ class Relayd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc:
+        if self.proc and not self.logf.closed:
             self.logf.close()
+            check_sanitizer(self.log)
 
     def log_text(self):
         with open(self.log, errors="replace") as f:
@@ -202,6 +221,10 @@ class Results:
             sys.stdout.flush()
 
     def done(self):
+        for report in _SANITIZER:
+            self.failed += 1
+            print("FAIL %s: sanitizer report in %s" % (self.name, report))
+        del _SANITIZER[:]
         print("%s: %d passed, %d failed" % (self.name, self.passed,
                                             self.failed))
         print("RESULT passed=%d failed=%d" % (self.passed, self.failed))

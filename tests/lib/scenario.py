@@ -258,6 +258,9 @@ def main():
                 relayd.stop()
                 if os.environ.get("GH_KEEP_LOGS") or total_fail > failed:
                     print("  (relayd log: %s)" % relayd.log)
+    for report in gh._SANITIZER:
+        total_fail += 1
+        print("FAIL sanitizer report in %s" % report)
     print("scenarios: %d passed, %d failed" % (total_pass, total_fail))
     print("RESULT passed=%d failed=%d" % (total_pass, total_fail))
     return 1 if total_fail else 0

@@ -1575,15 +1575,8 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	d.proto = cf->protocol == PROTO_LMTP ? SMTPC_LMTP : SMTPC_SMTP;
 	d.host = cf->host;
 	d.port = (int)cf->port;
-	if (cf->socket[0] != '\0') {
-		if (strncmp(cf->socket, "unix:", 5) != 0 ||
-		    cf->socket[5] != '/') {
-			snprintf(err, errlen, "spool: socket \"%s\": expected "
-				 "\"unix:/path\"", cf->socket);
-			return -1;
-		}
-		d.path = cf->socket + 5;
-	}
+	if (smtpc_dest_socket(&d, "spool", cf->socket, err, errlen) != 0)
+		return -1;
 	d.connect_timeout = cf->connect_timeout;
 	d.command_timeout = cf->command_timeout;
 	d.data_block_timeout = cf->data_block_timeout;

@@ -734,6 +734,21 @@ pool_resolve(struct smtpc_pool *p, char *err, size_t errlen)
 	return 0;
 }
 
+int
+smtpc_dest_socket(struct smtpc_dest *d, const char *plugin, const char *spec,
+		  char *err, size_t errlen)
+{
+	if (spec[0] == '\0')
+		return 0;
+	if (strncmp(spec, "unix:", 5) != 0 || spec[5] != '/') {
+		snprintf(err, errlen, "%s: socket \"%s\": expected "
+			 "\"unix:/path\"", plugin, spec);
+		return -1;
+	}
+	d->path = spec + 5;
+	return 0;
+}
+
 struct smtpc_pool *
 smtpc_pool_new(struct event_base *base, const struct smtpc_dest *dest,
 	       char *err, size_t errlen)

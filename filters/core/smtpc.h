@@ -62,6 +62,11 @@ struct smtpc_txn;
 
 /* Resolve dest (getaddrinfo: numeric or from the hosts file and DNS,
  * once, at start-up) and make its pool.  NULL with err filled. */
+/* Point d at the Unix socket named by spec ("unix:/path", as the
+ * plugins' `socket` directives write it); "" leaves d on host:port.
+ * Returns 0, or -1 with err naming the plugin. */
+int smtpc_dest_socket(struct smtpc_dest *d, const char *plugin,
+		      const char *spec, char *err, size_t errlen);
 struct smtpc_pool *smtpc_pool_new(struct event_base *base,
 				  const struct smtpc_dest *dest,
 				  char *err, size_t errlen);

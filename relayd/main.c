@@ -59,7 +59,8 @@ const struct gh_directive relayd_directives[] = {
 	  RELAYD_MAX_LISTEN, NULL,
 	  "listeners: \"host:port\" or \"[v6]:port\", then options "
 	  "tls=none|starttls|implicit, role=mx|submission, "
-	  "auth_plaintext=yes|no, cert=FILE, key=FILE" },
+	  "auth_plaintext=yes|no, cert=FILE, key=FILE, proxy=yes|no (a "
+	  "PROXY v1/v2 header from proxy_hosts before the greeting)" },
 	{ "tls_cert", GH_DT_STRING, RD(tls_cert), "\"\"", 0, 0, NULL,
 	  "PEM certificate chain for TLS; set, every listener offers "
 	  "STARTTLS unless it says tls=none" },
@@ -75,6 +76,14 @@ const struct gh_directive relayd_directives[] = {
 	{ "auth_failure_window", GH_DT_INT, RD(auth_failure_window), "600",
 	  1, 86400, NULL, "seconds an AUTH failure counts against an "
 	  "address" },
+	{ "proxy_hosts", GH_DT_STRLIST, RD(proxy_hosts), "[ ]", 0, 1000,
+	  NULL, "load balancers (addresses or networks) whose PROXY header "
+	  "a proxy=yes listener believes; anyone else is closed on at once" },
+	{ "proxy_timeout", GH_DT_INT, RD(proxy_timeout), "10", 1, 300, NULL,
+	  "seconds a proxy=yes listener waits for the whole PROXY header" },
+	{ "xclient_hosts", GH_DT_STRLIST, RD(xclient_hosts), "[ ]", 0, 1000,
+	  NULL, "clients (addresses or networks) offered Postfix's XCLIENT; "
+	  "others get 550 5.7.0" },
 	{ "workers", GH_DT_INT, RD(workers), "0", 0, MAX_WORKERS, NULL,
 	  "worker processes; 0: one per core" },
 	{ "user", GH_DT_STRING, RD(user), "\"\"", 0, 0, NULL,
@@ -342,12 +351,16 @@ listener_option(struct listener *ls, char *opt, int *tls_given,
 	} else if (strcmp(opt, "auth_plaintext") == 0) {
 		if ((ls->auth_plaintext = yes_no(v)) < 0)
 			return "auth_plaintext is yes or no";
+	} else if (strcmp(opt, "proxy") == 0) {
+		if ((ls->proxy = yes_no(v)) < 0)
+			return "proxy is yes or no";
 	} else if (strcmp(opt, "cert") == 0 && v[0] != '\0') {
 		ls->cert = gh_pstrdup(pool, v);
 	} else if (strcmp(opt, "key") == 0 && v[0] != '\0') {
 		ls->key = gh_pstrdup(pool, v);
 	} else {
-		return "unknown option (tls, role, auth_plaintext, cert, key)";
+		return "unknown option (tls, role, auth_plaintext, cert, key, "
+		    "proxy)";
 	}
 	return NULL;
 }
@@ -375,6 +388,9 @@ listener_parse(struct listener *ls, const char *spec,
 	while ((tok = strtok_r(NULL, " \t", &save)) != NULL)
 		if ((why = listener_option(ls, tok, &tls_given, pool)) != NULL)
 			return why;
+	if (ls->proxy && c->proxy_hosts.n == 0)
+		return "proxy=yes needs relayd.proxy_hosts (the load balancers "
+		    "to believe)";
 	if (!tls_given && ls->cert[0] != '\0')
 		ls->tls = LISTEN_TLS_STARTTLS;
 	if (ls->tls == LISTEN_TLS_NONE) {
@@ -410,6 +426,40 @@ check_listen(struct loaded *l, const char *file, char *err, size_t errlen)
 	}
 	c->nlisteners = c->listen.n;
 	return 0;
+}
+
+/* proxy_hosts and xclient_hosts: each entry an address or a network,
+ * parsed once here so that a typo stops start-up, not a session. */
+static int
+nets_parse(const struct gh_strlist *list, const char *name,
+	   struct gh_pool *pool, struct gh_net **out, size_t *n,
+	   const char *file, char *err, size_t errlen)
+{
+	size_t i;
+
+	*out = gh_palloc(pool, (list->n ? list->n : 1) * sizeof(**out));
+	*n = list->n;
+	for (i = 0; i < list->n; i++)
+		if (gh_net_parse(list->v[i], &(*out)[i]) != 0) {
+			snprintf(err, errlen, "%s: relayd.%s: \"%s\": not an "
+				 "address or network (ADDR or ADDR/BITS)",
+				 file, name, list->v[i]);
+			return -1;
+		}
+	return 0;
+}
+
+static int
+check_nets(struct loaded *l, const char *file, char *err, size_t errlen)
+{
+	struct relayd_conf *c = &l->conf;
+
+	return nets_parse(&c->proxy_hosts, "proxy_hosts", l->cfg->pool,
+			  &c->proxy_nets, &c->nproxy_nets, file, err,
+			  errlen) != 0 ||
+	    nets_parse(&c->xclient_hosts, "xclient_hosts", l->cfg->pool,
+		       &c->xclient_nets, &c->nxclient_nets, file, err,
+		       errlen) != 0 ? -1 : 0;
 }
 
 static void
@@ -492,7 +542,8 @@ check_runtime(const char *path, struct loaded *l, char *err, size_t errlen)
 static int
 config_check(const char *path, struct loaded *l, char *err, size_t errlen)
 {
-	if (check_listen(l, path, err, errlen) != 0 ||
+	if (check_nets(l, path, err, errlen) != 0 ||
+	    check_listen(l, path, err, errlen) != 0 ||
 	    check_user(&l->conf, path, err, errlen) != 0 ||
 	    listeners_tls_load(&l->conf, path, err, errlen) != 0)
 		return -1;

@@ -34,6 +34,7 @@ struct listener {
 	int submission;			/* role=submission: AUTH before MAIL */
 	int auth_plaintext;		/* AUTH offered without TLS */
 	const char *cert, *key;		/* "" without TLS */
+	int proxy;			/* proxy=yes: a PROXY header first */
 	SSL_CTX *ssl;			/* built by the master; NULL: no TLS */
 };
 
@@ -46,6 +47,9 @@ struct relayd_conf {
 	long long auth_max_failures;
 	long long auth_failure_delay;
 	long long auth_failure_window;
+	struct gh_strlist proxy_hosts;	/* who may send a PROXY header */
+	long long proxy_timeout;
+	struct gh_strlist xclient_hosts;	/* who may send XCLIENT */
 	long long workers;
 	const char *user;
 	const char *pid_file;
@@ -68,6 +72,9 @@ struct relayd_conf {
 	/* Not directives: relayd.listen parsed, one per entry. */
 	struct listener listeners[RELAYD_MAX_LISTEN];
 	size_t nlisteners;
+	/* proxy_hosts and xclient_hosts parsed, in the config's pool. */
+	struct gh_net *proxy_nets, *xclient_nets;
+	size_t nproxy_nets, nxclient_nets;
 };
 
 /* The `log` group. */
@@ -124,10 +131,15 @@ struct server {
 
 int server_run(struct server *srv);
 void server_session_closed(struct server *srv);
+/* Is the address sa in one of nets[0..n)? */
+int nets_match(const struct gh_net *nets, size_t n, const struct sockaddr *sa);
 
-/* session.c */
+/* session.c.  sa is the client; local the address it connected to
+ * (NULL: the socket's own); via, when not NULL, says for the log how
+ * relayd learned them (a PROXY header). */
 void session_start(struct server *srv, const struct listener *lst, int fd,
-		   const struct sockaddr *sa, socklen_t salen);
+		   const struct sockaddr *sa, socklen_t salen,
+		   const struct sockaddr *local, const char *via);
 
 /* tls.c */
 SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err,

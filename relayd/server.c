@@ -5,10 +5,12 @@
  * counts live in a table in shared memory so that max_connections and
  * max_connections_per_ip hold for the host, not per worker.  SIGTERM
  * makes a worker stop accepting and exit once its sessions are done (or
- * drain_timeout passed).
+ * drain_timeout passed).  On a proxy=yes listener the PROXY header is
+ * read here, before the session exists.
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy.h"
 #include "relayd.h"
 
 /*
@@ -342,6 +345,237 @@ fail_table_clear(struct fail_table *t, const struct sockaddr *sa)
 }
 
 /* ------------------------------------------------------------------ */
+/* Trusted hosts (proxy_hosts, xclient_hosts).                          */
+
+int
+nets_match(const struct gh_net *nets, size_t n, const struct sockaddr *sa)
+{
+	struct gh_conn probe;
+	size_t i;
+
+	/* gh_net_match reads the client's address of a connection. */
+	memset(&probe, 0, sizeof(probe));
+	memcpy(&probe.remote_sa, sa, sa->sa_family == AF_INET6 ?
+	       sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	for (i = 0; i < n; i++)
+		if (gh_net_match(&nets[i], &probe))
+			return 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/*
+ * PROXY protocol: on a proxy=yes listener the session starts only once
+ * the load balancer's header has told who the client is, so that every
+ * plugin, the per-address limits, the logs and the Received header see
+ * the client, never the balancer.  A peer outside proxy_hosts is closed
+ * on at once, unread; a header proxy_parse() refuses, or one not
+ * complete within proxy_timeout, closes the connection with no reply
+ * (the specification, section 2: a receiver must not guess).
+ *
+ * The header is read straight from the socket, before any bufferevent
+ * exists, and never an octet past it: each read first peeks, and only
+ * takes what proxy_parse() says belongs to the header.  What follows
+ * stays in the socket for the session, plain text or a TLS ClientHello
+ * on an implicit TLS listener alike.
+ */
+struct proxy_wait {
+	struct server *srv;
+	const struct listener *lst;
+	int fd;
+	struct event *ev;
+	struct timespec deadline;
+	struct sockaddr_storage peer;
+	char peer_ip[INET6_ADDRSTRLEN];
+	int peer_port;
+	size_t len;
+	unsigned char buf[PROXY_MAX_HEADER];
+};
+
+static void
+sa_text(const struct sockaddr *sa, char *ip, size_t iplen, int *port)
+{
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, (socklen_t)iplen);
+		*port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)iplen);
+		*port = ntohs(s4->sin_port);
+	}
+}
+
+static void
+proxy_wait_end(struct proxy_wait *pw, int close_fd)
+{
+	struct server *srv = pw->srv;
+
+	event_free(pw->ev);
+	if (close_fd)
+		close(pw->fd);
+	free(pw);
+	if (close_fd)
+		server_session_closed(srv);
+	else
+		srv->nsessions--;	/* the session counts it now */
+}
+
+/* Wait for more of the header, up to the deadline set at accept. */
+static void
+proxy_wait_more(struct proxy_wait *pw)
+{
+	struct timespec now;
+	struct timeval tv = { 0, 0 };
+	long long ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ns = (long long)(pw->deadline.tv_sec - now.tv_sec) * 1000000000LL +
+	    (pw->deadline.tv_nsec - now.tv_nsec);
+	if (ns > 0) {
+		tv.tv_sec = (time_t)(ns / 1000000000LL);
+		tv.tv_usec = (suseconds_t)(ns % 1000000000LL / 1000);
+	}
+	event_add(pw->ev, &tv);
+}
+
+static void
+proxy_refused(struct proxy_wait *pw, const char *why)
+{
+	gh_log(GH_LOG_INFO, "PROXY header from %s port %d refused: %s; "
+	       "closed", pw->peer_ip, pw->peer_port, why);
+	proxy_wait_end(pw, 1);
+}
+
+/* The whole header is in: the session starts with what it said. */
+static void
+proxy_accepted(struct proxy_wait *pw, const struct proxy_info *info)
+{
+	char via[160];
+	const struct sockaddr *sa = (const struct sockaddr *)&pw->peer;
+
+	if (info->local) {
+		/* v1 UNKNOWN, v2 LOCAL: the balancer speaking for itself
+		 * (a health check); sections 2.1 and 2.2 keep the
+		 * connection's own addresses. */
+		snprintf(via, sizeof(via), "PROXY v%d %s from %s port %d, "
+			 "the balancer's own connection", info->version,
+			 info->version == 1 ? "UNKNOWN" : "LOCAL", pw->peer_ip,
+			 pw->peer_port);
+		session_start(pw->srv, pw->lst, pw->fd, sa,
+			      pw->peer.ss_family == AF_INET6 ?
+			      sizeof(struct sockaddr_in6) :
+			      sizeof(struct sockaddr_in), NULL, via);
+	} else {
+		snprintf(via, sizeof(via), "PROXY v%d from %s port %d",
+			 info->version, pw->peer_ip, pw->peer_port);
+		session_start(pw->srv, pw->lst, pw->fd,
+			      (const struct sockaddr *)&info->src,
+			      info->family == AF_INET6 ?
+			      sizeof(struct sockaddr_in6) :
+			      sizeof(struct sockaddr_in),
+			      (const struct sockaddr *)&info->dst, via);
+	}
+	proxy_wait_end(pw, 0);
+}
+
+static void
+proxy_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proxy_wait *pw = arg;
+	struct proxy_info info;
+	enum proxy_status st;
+	size_t consumed = 0;
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		gh_log(GH_LOG_INFO, "PROXY header from %s port %d: not "
+		       "complete within %lld seconds (%zu octets); closed",
+		       pw->peer_ip, pw->peer_port, pw->srv->conf->proxy_timeout,
+		       pw->len);
+		proxy_wait_end(pw, 1);
+		return;
+	}
+	n = recv(fd, pw->buf + pw->len, sizeof(pw->buf) - pw->len, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR)) {
+		proxy_wait_more(pw);
+		return;
+	}
+	if (n <= 0) {
+		gh_log(GH_LOG_INFO, "PROXY header from %s port %d: %s after "
+		       "%zu octets", pw->peer_ip, pw->peer_port, n == 0 ?
+		       "connection closed" : strerror(errno), pw->len);
+		proxy_wait_end(pw, 1);
+		return;
+	}
+	st = proxy_parse(pw->buf, pw->len + (size_t)n, &info, &consumed);
+	if (st == PROXY_ERROR) {
+		proxy_refused(pw, info.why);
+		return;
+	}
+	/* NEED_MORE: every octet peeked is header; OK: take only the
+	 * header.  Either way what is taken was peeked, so it is there. */
+	if (st == PROXY_OK)
+		n = (ssize_t)(consumed - pw->len);
+	if (recv(fd, pw->buf + pw->len, (size_t)n, 0) != n) {
+		proxy_refused(pw, "short read");
+		return;
+	}
+	pw->len += (size_t)n;
+	if (st == PROXY_OK) {
+		proxy_accepted(pw, &info);
+		return;
+	}
+	if (pw->len >= sizeof(pw->buf)) {
+		/* proxy_parse() decides within PROXY_MAX_HEADER octets. */
+		proxy_refused(pw, "header too long");
+		return;
+	}
+	proxy_wait_more(pw);
+}
+
+static void
+proxy_accept(struct server *srv, const struct listener *lst, int fd,
+	     const struct sockaddr *sa, socklen_t salen)
+{
+	struct proxy_wait *pw = calloc(1, sizeof(*pw));
+	char ip[INET6_ADDRSTRLEN];
+	int port;
+
+	if (!nets_match(srv->conf->proxy_nets, srv->conf->nproxy_nets, sa)) {
+		sa_text(sa, ip, sizeof(ip), &port);
+		gh_log(GH_LOG_INFO, "connection from %s port %d to PROXY "
+		       "listener %s: not in relayd.proxy_hosts; closed", ip,
+		       port, lst->address);
+		free(pw);
+		close(fd);
+		return;
+	}
+	if (pw == NULL) {
+		close(fd);
+		return;
+	}
+	pw->srv = srv;
+	pw->lst = lst;
+	pw->fd = fd;
+	memcpy(&pw->peer, sa, salen);
+	sa_text(sa, pw->peer_ip, sizeof(pw->peer_ip), &pw->peer_port);
+	if ((pw->ev = event_new(srv->base, fd, EV_READ, proxy_read_cb,
+				pw)) == NULL) {
+		close(fd);
+		free(pw);
+		return;
+	}
+	srv->nsessions++;
+	clock_gettime(CLOCK_MONOTONIC, &pw->deadline);
+	pw->deadline.tv_sec += (time_t)srv->conf->proxy_timeout;
+	proxy_wait_more(pw);
+}
+
+/* ------------------------------------------------------------------ */
 
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
@@ -370,7 +604,11 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 				       strerror(errno));
 			return;
 		}
-		session_start(srv, lst, fd, (struct sockaddr *)&ss, len);
+		if (lst->proxy)
+			proxy_accept(srv, lst, fd, (struct sockaddr *)&ss, len);
+		else
+			session_start(srv, lst, fd, (struct sockaddr *)&ss,
+				      len, NULL, NULL);
 	}
 }
 

@@ -2174,7 +2174,8 @@ session_bev(struct session *s, int fd)
 
 void
 session_start(struct server *srv, const struct listener *lst, int fd,
-	      const struct sockaddr *sa, socklen_t salen)
+	      const struct sockaddr *sa, socklen_t salen,
+	      const struct sockaddr *proxy_local, const char *via)
 {
 	const struct relayd_conf *cf = srv->conf;
 	struct session *s = calloc(1, sizeof(*s));
@@ -2197,7 +2198,9 @@ session_start(struct server *srv, const struct listener *lst, int fd,
 	s->conn->listener_role = lst->submission ? "submission" : "mx";
 	memcpy(&s->conn->remote_sa, sa, salen);
 	addr_fill(s->conn, sa, 0);
-	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+	if (proxy_local != NULL)
+		addr_fill(s->conn, proxy_local, 1);
+	else if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
 		addr_fill(s->conn, (struct sockaddr *)&local, 1);
 	s->scratch = gh_pool_create();
 	s->close_ev = event_new(srv->base, -1, 0, close_cb, s);
@@ -2216,8 +2219,10 @@ session_start(struct server *srv, const struct listener *lst, int fd,
 		tls_bev_setup(s);
 	else
 		bev_setup(s);
-	gh_log(GH_LOG_DEBUG, "%s connect from %s port %d", s->conn->id,
-	       s->conn->remote_ip, s->conn->remote_port);
+	gh_log(via != NULL ? GH_LOG_INFO : GH_LOG_DEBUG, "%s connect from %s "
+	       "port %d%s%s", s->conn->id, s->conn->remote_ip,
+	       s->conn->remote_port, via != NULL ? " via " : "",
+	       via != NULL ? via : "");
 	s->ticket = conn_table_enter(srv->conns, srv->worker, sa,
 				     cf->max_connections,
 				     cf->max_connections_per_ip);

@@ -43,7 +43,30 @@ enum gh_verdict {
 	GH_VERDICT_COUNT
 };
 
-/* Hooks in session order, then the spool's delivery hooks. */
+/* Hooks in session order, then the spool's delivery hooks.
+ *
+ * The delivery hooks run in relayd's spool plugin, on a transaction of
+ * its own: txn->id is the queue id, txn->mail_from the sender,
+ * conn->hostname ours.
+ *
+ *  get_mx     before the MX lookup of a destination domain (mail from a
+ *             relaying client with the spool's outbound = "mx").  arg is
+ *             the domain (lower case); the txn's recipients not removed
+ *             are that domain's.  OK after
+ *                 gh_note_set(c->txn->notes, "get_mx", "HOST[:PORT] ...")
+ *             routes the domain to those hosts, tried in the order given
+ *             (HOST a name, an IPv4 address or [IPv6]; PORT defaults to
+ *             the spool's mx_port).  DENY bounces the domain's
+ *             recipients (5.4.4), DENYSOFT defers them; CONT, or OK
+ *             without the note, falls through to DNS (RFC 5321 5.1).
+ *  deferred, bounce, delivered
+ *             after each delivery attempt, once per recipient and its
+ *             outcome: rcpt is the recipient, arg the reply it got
+ *             ("250 2.0.0 Ok", or what the spool made up: "451 4.4.1
+ *             ..."), the txn note "spool.hop" the host that answered (""
+ *             when none).  Notifications: every plugin runs and the
+ *             verdicts are only logged.
+ */
 enum gh_hook {
 	GH_HOOK_CONNECT_INIT = 0,
 	GH_HOOK_LOOKUP_RDNS,
@@ -321,6 +344,7 @@ struct gh_hook_entry {
 };
 
 struct gh_plugin;
+struct gh_runtime;
 
 struct gh_module {
 	unsigned abi;			/* GH_ABI_VERSION */
@@ -345,6 +369,10 @@ struct gh_plugin {
 	int shadow;		/* mode = "shadow" */
 	long long timeout;	/* seconds */
 	struct event_base *base;/* the loop init runs on */
+	/* Core-private: the runtime running this plugin, for plugins
+	 * built into relayd that run hook chains of their own (the
+	 * spool's delivery hooks).  Set before init. */
+	struct gh_runtime *rt;
 };
 
 /* Host-supplied parameters of the hook being run. */

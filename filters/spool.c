@@ -50,6 +50,8 @@
 #include <sys/queue.h>
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -91,9 +93,15 @@ struct spool_conf {
 	long long data_timeout;
 	long long idle_timeout;
 	long long max_connections;
+	int outbound;
+	long long mx_port;
+	long long max_per_destination;
 };
 
 static const char *const proto_choices[] = { "smtp", "lmtp", NULL };
+#define OUT_HOP 0
+#define OUT_MX 1
+static const char *const outbound_choices[] = { "next_hop", "mx", NULL };
 
 static const struct gh_directive spool_directives[] = {
 	{ "dir", GH_DT_STRING, offsetof(struct spool_conf, dir),
@@ -145,6 +153,17 @@ static const struct gh_directive spool_directives[] = {
 	{ "max_connections", GH_DT_INT,
 	  offsetof(struct spool_conf, max_connections), "20", 1, 10000, NULL,
 	  "connections to the next hop per worker" },
+	{ "outbound", GH_DT_ENUM, offsetof(struct spool_conf, outbound),
+	  "\"next_hop\"", 0, 0, outbound_choices, "mail from relaying "
+	  "clients (relay's clients, authenticated users): \"next_hop\" "
+	  "like all mail, or \"mx\": to each recipient domain's MX hosts "
+	  "(RFC 5321 5.1; get_mx hook first)" },
+	{ "mx_port", GH_DT_INT, offsetof(struct spool_conf, mx_port), "25",
+	  1, 65535, NULL, "port of MX delivery" },
+	{ "max_per_destination", GH_DT_INT,
+	  offsetof(struct spool_conf, max_per_destination), "10", 1, 10000,
+	  NULL, "connections per worker to one MX host address (idle ones "
+	  "reused for idle_timeout)" },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
 };
 
@@ -168,6 +187,22 @@ enum rstate { R_PENDING = 0, R_DONE, R_BOUNCE, R_DEFER };
 struct rcpt_state {
 	enum rstate state;
 	struct smtpc_reply reply;
+	size_t leg;			/* index into dlv.legs */
+	char hop[80];			/* "ip:port" that answered, or "" */
+	char mta[256];			/* its name (DSN Remote-MTA), or "" */
+};
+
+/* The recipients of one destination domain ("" for the next hop). */
+struct leg {
+	char domain[256];
+};
+
+#define MX_HOSTS_MAX 16			/* MX hosts tried per domain */
+#define MX_ADDRS_MAX 8			/* addresses tried per host */
+
+struct mxhost {
+	char name[256];			/* a name, or an address */
+	int port;
 };
 
 /* A queue file being delivered; it holds the file's lock. */
@@ -184,6 +219,46 @@ struct dlv {
 	int round;
 	struct job *job;		/* a bounce or rewrite being committed */
 	struct smtpc_reply last;	/* for the error line */
+	/* Routing, one destination (leg) at a time. */
+	struct leg *legs;
+	size_t nlegs, cur;
+	struct mxhost hosts[MX_HOSTS_MAX];
+	size_t nhosts, hi;		/* hi: the next host to try */
+	int implicit;			/* no MX: the domain's own address */
+	char addrs[MX_ADDRS_MAX][64];
+	size_t naddrs, ai;
+	struct gh_dns_query *dq;
+	struct gh_chain *ch;		/* get_mx */
+	struct smtpc_pool *pool;	/* of the attempt under way */
+	char hop[80], mta[256];
+	struct smtpc_reply fail;	/* the last host's failure */
+};
+
+/* An MX host address's pool, made on first use and kept for the
+ * worker's life: its idle connections close after idle_timeout. */
+struct mxpool {
+	LIST_ENTRY(mxpool) entry;
+	char ip[64];
+	int port;
+	struct smtpc_pool *pool;
+};
+
+/* The delivery notifications of one attempt, run one by one. */
+struct ntf_item {
+	enum gh_hook hook;
+	struct gh_rcpt *rcpt;
+	const char *reply;
+	const char *hop;
+};
+
+struct ntf {
+	TAILQ_ENTRY(ntf) entry;
+	struct spool *sp;
+	struct gh_conn *gc;
+	struct ntf_item *items;
+	size_t n, k;
+	struct gh_chain *ch;
+	int in_run, fired;
 };
 
 /* A pending queue hook. */
@@ -219,12 +294,19 @@ struct spool {
 	int starved;			/* a due message waits for a slot */
 	struct timespec started;	/* files older than this are due */
 	int closing;
+	LIST_HEAD(, mxpool) mxpools;
+	TAILQ_HEAD(, ntf) ntfs;
 };
 
 static void dlv_start(struct spool *sp, int fd, const char *path,
 		      struct spoolq_env *env);
 static void dlv_free(struct dlv *d);
 static void scan_soon(struct spool *sp);
+static void leg_next(struct dlv *d);
+static void addr_set(struct gh_pool *pool, struct gh_addr *a,
+		     const char *mailbox);
+static void addr_next(struct dlv *d);
+static void host_next(struct dlv *d);
 
 /* dir/name into dst; -1 (and an empty dst) when it does not fit. */
 static int
@@ -437,8 +519,9 @@ accept_done(struct spool *sp, struct job *j)
 	}
 	c->txn->queue_reply = gh_psprintf(c->txn->pool, "%s queued",
 	    a->env.id);
-	gh_clog(c, GH_LOG_INFO, "queued %s from <%s> for %zu recipients",
-		a->env.id, a->env.from, a->env.nrcpts);
+	gh_clog(c, GH_LOG_INFO, "queued %s from <%s> for %zu recipients%s",
+		a->env.id, a->env.from, a->env.nrcpts,
+		a->env.route == SPOOLQ_ROUTE_MX ? " (by MX)" : "");
 	gh_result(c, GH_PASS, "queued %s", a->env.id);
 	gh_resume(c, GH_OK);
 	/* Deliver it now, under the lock taken when it was created. */
@@ -519,6 +602,10 @@ spool_queue(struct gh_call *c)
 	snprintf(a->env.host, sizeof(a->env.host), "%s",
 		 c->conn->hostname != NULL ? c->conn->hostname : "localhost");
 	a->env.kind = SPOOLQ_MSG;
+	/* Mail from a client that may relay leaves by MX when so set;
+	 * everything else goes to the next hop (the MTA behind). */
+	a->env.route = sp->cf->outbound == OUT_MX && c->conn->relaying ?
+	    SPOOLQ_ROUTE_MX : SPOOLQ_ROUTE_HOP;
 	a->env.arrival = a->env.next = (long long)time(NULL);
 	a->env.from = strdup(t->mail_from != NULL ?
 	    t->mail_from->addr.mailbox : "");
@@ -705,8 +792,8 @@ dsn_write(struct spoolq_w *w, const struct dlv *d, const char *id,
 		    "Action: failed\r\nStatus: %s\r\n", e->rcpts[i],
 		    status) != 0)
 			return -1;
-		if (!r->reply.local && w_fmt(w, "Remote-MTA: dns; %s\r\n",
-		    smtpc_pool_name(d->sp->pool)) != 0)
+		if (!r->reply.local && r->mta[0] != '\0' &&
+		    w_fmt(w, "Remote-MTA: dns; %s\r\n", r->mta) != 0)
 			return -1;
 		if (w_fmt(w, "Diagnostic-Code: %s; %d %s %s\r\n",
 		    r->reply.local ? "X-gatehouse" : "smtp", r->reply.code,
@@ -744,6 +831,9 @@ dlv_free(struct dlv *d)
 
 	if (d->x != NULL)
 		smtpc_txn_cancel(d->x);
+	gh_dns_cancel(d->dq);
+	gh_chain_cancel(d->ch);
+	free(d->legs);
 	if (d->gc != NULL)
 		gh_conn_free(d->gc);
 	if (d->fd >= 0)
@@ -1014,7 +1104,124 @@ state_name(enum rstate s)
 	}
 }
 
-/* The attempt is over: log, bounce, then keep or remove. */
+/* ------------------------------------------------------------------ */
+/* Delivery notifications: the deferred, bounce and delivered hooks.    */
+
+static void ntf_step(struct ntf *n);
+
+static void
+ntf_free(struct ntf *n)
+{
+	TAILQ_REMOVE(&n->sp->ntfs, n, entry);
+	gh_chain_cancel(n->ch);
+	gh_conn_free(n->gc);
+	free(n);
+}
+
+static void
+ntf_done(void *arg, const struct gh_outcome *o)
+{
+	struct ntf *n = arg;
+
+	(void)o;		/* every plugin runs; verdicts mean nothing */
+	n->fired = 1;
+	n->ch = NULL;
+	n->k++;
+	if (!n->in_run)
+		ntf_step(n);
+}
+
+static void
+ntf_step(struct ntf *n)
+{
+	struct gh_runtime *rt = n->sp->p->rt;
+	struct gh_chain *ch;
+
+	while (n->k < n->n) {
+		const struct ntf_item *it = &n->items[n->k];
+		struct gh_call proto;
+
+		if (!gh_runtime_has_hook(rt, it->hook)) {
+			n->k++;
+			continue;
+		}
+		memset(&proto, 0, sizeof(proto));
+		proto.conn = n->gc;
+		proto.txn = n->gc->txn;
+		proto.hook = it->hook;
+		proto.rcpt = it->rcpt;
+		proto.path = &it->rcpt->path;
+		proto.arg = it->reply;
+		gh_note_set(n->gc->txn->notes, "spool.hop", it->hop);
+		n->in_run = 1;
+		n->fired = 0;
+		ch = gh_chain_run(rt, &proto, ntf_done, n);
+		n->in_run = 0;
+		if (!n->fired) {
+			/* A plugin is pending: ntf_done goes on. */
+			n->ch = ch;
+			return;
+		}
+	}
+	ntf_free(n);
+}
+
+/* Tell the plugins what this attempt did to each recipient.  They get a
+ * transaction of their own, so a pending one may outlive the delivery. */
+static void
+notify(struct dlv *d)
+{
+	struct spool *sp = d->sp;
+	struct gh_runtime *rt = sp->p->rt;
+	struct gh_rcpt **tail;
+	struct gh_txn *t;
+	struct ntf *n;
+	size_t i;
+
+	if (rt == NULL || (!gh_runtime_has_hook(rt, GH_HOOK_DELIVERED) &&
+	    !gh_runtime_has_hook(rt, GH_HOOK_DEFERRED) &&
+	    !gh_runtime_has_hook(rt, GH_HOOK_BOUNCE)))
+		return;
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return;
+	if ((n->gc = gh_conn_new(sp->p->base)) == NULL) {
+		free(n);
+		return;
+	}
+	n->sp = sp;
+	n->gc->hostname = gh_pstrdup(n->gc->pool, d->env.host);
+	t = gh_txn_new(n->gc);
+	t->id = gh_pstrdup(t->pool, d->env.id);
+	t->mail_from = gh_palloc(t->pool, sizeof(*t->mail_from));
+	addr_set(t->pool, &t->mail_from->addr, d->env.from);
+	n->items = gh_palloc(t->pool, (d->env.nrcpts + 1) *
+	    sizeof(*n->items));
+	tail = &t->rcpts;
+	for (i = 0; i < d->env.nrcpts; i++) {
+		const struct rcpt_state *r = &d->rs[i];
+		struct ntf_item *it = &n->items[n->n];
+		struct gh_rcpt *gr;
+
+		if (r->state == R_PENDING)
+			continue;
+		gr = gh_palloc(t->pool, sizeof(*gr));
+		addr_set(t->pool, &gr->path.addr, d->env.rcpts[i]);
+		*tail = gr;
+		tail = &gr->next;
+		t->nrcpts++;
+		it->hook = r->state == R_DONE ? GH_HOOK_DELIVERED :
+		    r->state == R_BOUNCE ? GH_HOOK_BOUNCE : GH_HOOK_DEFERRED;
+		it->rcpt = gr;
+		it->reply = gh_psprintf(t->pool, "%d%s%s %s", r->reply.code,
+		    r->reply.enh[0] ? " " : "", r->reply.enh, r->reply.text);
+		it->hop = gh_pstrdup(t->pool, r->hop);
+		n->n++;
+	}
+	TAILQ_INSERT_TAIL(&sp->ntfs, n, entry);
+	ntf_step(n);
+}
+
+/* The attempt is over: log, notify, bounce, then keep or remove. */
 static void
 dlv_finish(struct dlv *d)
 {
@@ -1040,11 +1247,13 @@ dlv_finish(struct dlv *d)
 			nbounce++;
 		if (r->state != R_DONE)
 			d->last = r->reply;
-		gh_log(GH_LOG_INFO, "spool: %s to <%s> %s via %s: %d %s %s",
-		       d->env.id, d->env.rcpts[i], state_name(r->state),
-		       smtpc_pool_name(sp->pool), r->reply.code, r->reply.enh,
-		       r->reply.text);
+		gh_log(GH_LOG_INFO, "spool: %s to <%s> %s via %s%s%s%s: %d %s "
+		       "%s", d->env.id, d->env.rcpts[i], state_name(r->state),
+		       r->hop[0] ? r->hop : "-", r->mta[0] ? " (" : "",
+		       r->mta, r->mta[0] ? ")" : "", r->reply.code,
+		       r->reply.enh, r->reply.text);
 	}
+	notify(d);
 	if (nbounce > 0) {
 		rc = dlv_bounce(d);
 		if (rc == 1)
@@ -1055,10 +1264,15 @@ dlv_finish(struct dlv *d)
 	dlv_conclude(d, 0);
 }
 
+/* Recipient i's outcome, from the host of the attempt under way. */
 static void
-set_state(struct rcpt_state *r, const struct smtpc_reply *rep)
+set_state(struct dlv *d, size_t i, const struct smtpc_reply *rep)
 {
+	struct rcpt_state *r = &d->rs[i];
+
 	r->reply = *rep;
+	snprintf(r->hop, sizeof(r->hop), "%s", d->hop);
+	snprintf(r->mta, sizeof(r->mta), "%s", d->mta);
 	if (rep->code / 100 == 2)
 		r->state = R_DONE;
 	else if (rep->code / 100 == 5)
@@ -1067,28 +1281,48 @@ set_state(struct rcpt_state *r, const struct smtpc_reply *rep)
 		r->state = R_DEFER;
 }
 
+static void leg_fail(struct dlv *d, int code, const char *enh,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Every recipient of the current leg still pending gets rep. */
+static void
+leg_fail_reply(struct dlv *d, const struct smtpc_reply *rep)
+{
+	size_t i;
+
+	for (i = 0; i < d->env.nrcpts; i++)
+		if (d->rs[i].leg == d->cur && d->rs[i].state == R_PENDING)
+			set_state(d, i, rep);
+	d->cur++;
+	leg_next(d);
+}
+
+/* A failure made up here (DNS, routing) for the current leg. */
+static void
+leg_fail(struct dlv *d, int code, const char *enh, const char *fmt, ...)
+{
+	struct smtpc_reply rep;
+	va_list ap;
+
+	memset(&rep, 0, sizeof(rep));
+	rep.code = code;
+	rep.local = 1;
+	snprintf(rep.enh, sizeof(rep.enh), "%s", enh);
+	va_start(ap, fmt);
+	vsnprintf(rep.text, sizeof(rep.text), fmt, ap);
+	va_end(ap);
+	d->hop[0] = d->mta[0] = '\0';
+	leg_fail_reply(d, &rep);
+}
+
 static void dlv_done(void *arg, const struct smtpc_result *res);
 
 static void
 dlv_send(struct dlv *d)
 {
-	d->x = smtpc_txn_start(d->sp->pool, d->env.host, d->t, dlv_done, d);
-	if (d->x == NULL) {
-		size_t i;
-
-		for (i = 0; i < d->env.nrcpts; i++)
-			if (d->rs[i].state == R_PENDING) {
-				memset(&d->rs[i].reply, 0,
-				       sizeof(d->rs[i].reply));
-				d->rs[i].reply.code = 451;
-				d->rs[i].reply.local = 1;
-				snprintf(d->rs[i].reply.text,
-				    sizeof(d->rs[i].reply.text),
-				    "out of memory");
-				d->rs[i].state = R_DEFER;
-			}
-		dlv_finish(d);
-	}
+	d->x = smtpc_txn_start(d->pool, d->env.host, d->t, dlv_done, d);
+	if (d->x == NULL)
+		leg_fail(d, 451, "4.3.0", "out of memory");
 }
 
 static void
@@ -1099,6 +1333,16 @@ dlv_done(void *arg, const struct smtpc_result *res)
 	size_t i, k = 0, again = 0;
 
 	d->x = NULL;
+	/* RFC 5321 5.1: a host that cannot be reached, or refuses the
+	 * session, is skipped for the next address or MX host. */
+	if (res->stage == SMTPC_ST_CONNECT && d->nhosts > 0) {
+		gh_log(GH_LOG_INFO, "spool: %s: %s (%s): %d %s %s", d->env.id,
+		       d->mta, d->hop, res->reply.code, res->reply.enh,
+		       res->reply.text);
+		d->fail = res->reply;
+		addr_next(d);
+		return;
+	}
 	/* The recipients of this round, in order, are the txn's ones not
 	 * removed; the same order as res->rcpts. */
 	for (i = 0, gr = d->t->rcpts; i < d->env.nrcpts && gr != NULL;
@@ -1113,9 +1357,9 @@ dlv_done(void *arg, const struct smtpc_result *res)
 		switch (res->stage) {
 		case SMTPC_ST_RCPT:
 			if (rr->refused)
-				set_state(&d->rs[i], &rr->reply);
+				set_state(d, i, &rr->reply);
 			else if (rr->reply.code == 0)
-				set_state(&d->rs[i], &res->reply);
+				set_state(d, i, &res->reply);
 			else {
 				again++;
 				continue;
@@ -1123,15 +1367,16 @@ dlv_done(void *arg, const struct smtpc_result *res)
 			gh_rcpt_remove(d->t, gr);
 			break;
 		case SMTPC_ST_DOT:
-			if (d->sp->cf->protocol == PROTO_LMTP)
-				set_state(&d->rs[i], rr->failed ?
+			if (d->sp->cf->protocol == PROTO_LMTP &&
+			    d->pool == d->sp->pool)
+				set_state(d, i, rr->failed ?
 				    &rr->final : rr->final.code ? &rr->final :
 				    &res->reply);
 			else
-				set_state(&d->rs[i], &res->reply);
+				set_state(d, i, &res->reply);
 			break;
 		default:
-			set_state(&d->rs[i], &res->reply);
+			set_state(d, i, &res->reply);
 			break;
 		}
 	}
@@ -1141,12 +1386,448 @@ dlv_done(void *arg, const struct smtpc_result *res)
 		dlv_send(d);
 		return;
 	}
-	for (i = 0; i < d->env.nrcpts; i++)
-		if (d->rs[i].state == R_PENDING) {
-			d->rs[i].reply = res->reply;
-			d->rs[i].state = R_DEFER;
+	leg_fail_reply(d, &res->reply);
+}
+
+/* ------------------------------------------------------------------ */
+/* Routing (RFC 5321 5.1): get_mx hook, MX records, implicit MX.         */
+
+static struct smtpc_pool *
+mxpool_get(struct spool *sp, const char *ip, int port)
+{
+	const struct spool_conf *cf = sp->cf;
+	struct smtpc_dest dst;
+	struct mxpool *m;
+	char err[256];
+
+	LIST_FOREACH(m, &sp->mxpools, entry)
+		if (m->port == port && strcmp(m->ip, ip) == 0)
+			return m->pool;
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return NULL;
+	snprintf(m->ip, sizeof(m->ip), "%s", ip);
+	m->port = port;
+	memset(&dst, 0, sizeof(dst));
+	dst.proto = SMTPC_SMTP;
+	dst.host = m->ip;		/* an address: no lookup */
+	dst.port = port;
+	dst.connect_timeout = cf->connect_timeout;
+	dst.command_timeout = cf->command_timeout;
+	dst.data_block_timeout = cf->data_block_timeout;
+	dst.data_timeout = cf->data_timeout;
+	dst.idle_timeout = cf->idle_timeout;
+	dst.max_connections = cf->max_per_destination;
+	if ((m->pool = smtpc_pool_new(sp->p->base, &dst, err,
+	    sizeof(err))) == NULL) {
+		gh_log(GH_LOG_ERR, "spool: MX host %s: %s", ip, err);
+		free(m);
+		return NULL;
+	}
+	LIST_INSERT_HEAD(&sp->mxpools, m, entry);
+	return m->pool;
+}
+
+/* Is s an address?  Then its text, without brackets, into out. */
+static int
+ip_text(const char *s, char *out, size_t n)
+{
+	unsigned char a[16];
+	char buf[64];
+	size_t len = strlen(s);
+
+	if (len >= sizeof(buf))
+		return 0;
+	memcpy(buf, s, len + 1);
+	if (buf[0] == '[' && len > 2 && buf[len - 1] == ']') {
+		buf[len - 1] = '\0';
+		memmove(buf, buf + 1, len - 1);
+		/* RFC 5321 4.1.3: IPv6 literals are tagged. */
+		if (strncasecmp(buf, "IPv6:", 5) == 0)
+			memmove(buf, buf + 5, strlen(buf + 5) + 1);
+	}
+	if (inet_pton(AF_INET, buf, a) != 1 &&
+	    inet_pton(AF_INET6, buf, a) != 1)
+		return 0;
+	snprintf(out, n, "%s", buf);
+	return 1;
+}
+
+/* The next address of the current host, or the next host. */
+static void
+addr_next(struct dlv *d)
+{
+	const struct mxhost *h = &d->hosts[d->hi - 1];
+
+	while (d->ai < d->naddrs) {
+		const char *ip = d->addrs[d->ai++];
+
+		if ((d->pool = mxpool_get(d->sp, ip, h->port)) == NULL)
+			continue;
+		snprintf(d->hop, sizeof(d->hop), "%s",
+			 smtpc_pool_name(d->pool));
+		snprintf(d->mta, sizeof(d->mta), "%s", h->name);
+		gh_log(GH_LOG_DEBUG, "spool: %s: %s via %s (%s)", d->env.id,
+		       d->legs[d->cur].domain, h->name, d->hop);
+		dlv_send(d);
+		return;
+	}
+	host_next(d);
+}
+
+static void
+addr_answer(void *arg, const struct gh_dns_answer *ans)
+{
+	struct dlv *d = arg;
+	const struct mxhost *h = &d->hosts[d->hi - 1];
+	size_t i;
+
+	d->dq = NULL;
+	if (ans->status == GH_DNS_OK)
+		for (i = 0; i < ans->n && d->naddrs < MX_ADDRS_MAX; i++)
+			snprintf(d->addrs[d->naddrs++], sizeof(d->addrs[0]),
+				 "%s", ans->rr[i].data);
+	if (d->naddrs == 0 && ans->type == GH_DNS_A &&
+	    ans->status == GH_DNS_NODATA) {
+		/* IPv6 only, perhaps. */
+		d->dq = gh_dns_query(d->sp->p->base, GH_DNS_AAAA, h->name,
+				     addr_answer, d);
+		if (d->dq != NULL)
+			return;
+	}
+	if (d->naddrs > 0) {
+		addr_next(d);
+		return;
+	}
+	if (ans->status == GH_DNS_TEMPFAIL) {
+		memset(&d->fail, 0, sizeof(d->fail));
+		d->fail.code = 451;
+		d->fail.local = 1;
+		snprintf(d->fail.enh, sizeof(d->fail.enh), "4.4.3");
+		snprintf(d->fail.text, sizeof(d->fail.text), "DNS lookup of "
+			 "%s failed: %s", h->name, ans->error ? ans->error :
+			 "temporary failure");
+	} else if (d->implicit) {
+		leg_fail(d, 550, "5.1.2", "Domain %s has no MX or address "
+			 "record", d->legs[d->cur].domain);
+		return;
+	} else {
+		memset(&d->fail, 0, sizeof(d->fail));
+		d->fail.code = 451;
+		d->fail.local = 1;
+		snprintf(d->fail.enh, sizeof(d->fail.enh), "4.4.4");
+		snprintf(d->fail.text, sizeof(d->fail.text), "MX host %s of "
+			 "%s has no address", h->name, d->legs[d->cur].domain);
+	}
+	gh_log(GH_LOG_INFO, "spool: %s: %s", d->env.id, d->fail.text);
+	host_next(d);
+}
+
+/* The next MX host (in preference order), or the leg's failure. */
+static void
+host_next(struct dlv *d)
+{
+	const struct mxhost *h;
+
+	if (d->hi >= d->nhosts) {
+		if (d->fail.code == 0) {
+			leg_fail(d, 451, "4.4.4", "no MX host of %s could be "
+				 "reached", d->legs[d->cur].domain);
+			return;
 		}
-	dlv_finish(d);
+		/* The last failure, for the retry: the hosts are tried
+		 * again at the next attempt. */
+		d->hop[0] = d->mta[0] = '\0';
+		leg_fail_reply(d, &d->fail);
+		return;
+	}
+	h = &d->hosts[d->hi++];
+	d->naddrs = d->ai = 0;
+	if (ip_text(h->name, d->addrs[0], sizeof(d->addrs[0]))) {
+		d->naddrs = 1;
+		addr_next(d);
+		return;
+	}
+	d->dq = gh_dns_query(d->sp->p->base, GH_DNS_A, h->name, addr_answer,
+			     d);
+	if (d->dq == NULL) {
+		memset(&d->fail, 0, sizeof(d->fail));
+		d->fail.code = 451;
+		d->fail.local = 1;
+		snprintf(d->fail.enh, sizeof(d->fail.enh), "4.4.3");
+		snprintf(d->fail.text, sizeof(d->fail.text), "no resolver "
+			 "to look up %s", h->name);
+		host_next(d);
+	}
+}
+
+static void
+host_add(struct dlv *d, const char *name, size_t len, int port)
+{
+	struct mxhost *h;
+
+	if (d->nhosts >= MX_HOSTS_MAX || len == 0 ||
+	    len >= sizeof(h->name))
+		return;
+	h = &d->hosts[d->nhosts++];
+	memcpy(h->name, name, len);
+	h->name[len] = '\0';
+	h->port = port;
+}
+
+static void
+mx_answer(void *arg, const struct gh_dns_answer *ans)
+{
+	struct dlv *d = arg;
+	const char *dom = d->legs[d->cur].domain;
+	size_t i;
+
+	d->dq = NULL;
+	switch (ans->status) {
+	case GH_DNS_OK:
+		/* RFC 7505 3: a lone MX "." says the domain takes no
+		 * mail: fail at once, no retry. */
+		if (ans->n == 1 && ans->rr[0].data[0] == '\0') {
+			leg_fail(d, 556, "5.1.10", "Domain %s accepts no "
+				 "mail (null MX, RFC 7505)", dom);
+			return;
+		}
+		/* Sorted by preference (dns.c). */
+		for (i = 0; i < ans->n; i++)
+			if (ans->rr[i].data[0] != '\0')
+				host_add(d, ans->rr[i].data,
+					 strlen(ans->rr[i].data),
+					 (int)d->sp->cf->mx_port);
+		break;
+	case GH_DNS_NODATA:
+		/* RFC 5321 5.1: no MX, the domain itself is the host. */
+		d->implicit = 1;
+		host_add(d, dom, strlen(dom), (int)d->sp->cf->mx_port);
+		break;
+	case GH_DNS_NXDOMAIN:
+		leg_fail(d, 550, "5.1.2", "Domain %s does not exist", dom);
+		return;
+	default:
+		leg_fail(d, 451, "4.4.3", "DNS lookup of %s MX failed: %s",
+			 dom, ans->error ? ans->error : "temporary failure");
+		return;
+	}
+	if (d->nhosts == 0) {
+		leg_fail(d, 451, "4.4.4", "Domain %s has no usable MX "
+			 "record", dom);
+		return;
+	}
+	host_next(d);
+}
+
+static void
+mx_lookup(struct dlv *d)
+{
+	const char *dom = d->legs[d->cur].domain;
+
+	d->dq = gh_dns_query(d->sp->p->base, GH_DNS_MX, dom, mx_answer, d);
+	if (d->dq == NULL)
+		leg_fail(d, 451, "4.4.3", "no resolver to look up %s MX",
+			 dom);
+}
+
+/* A get_mx answer: "HOST[:PORT] ..." (spaces or commas between),
+ * HOST a name, an IPv4 address or [IPv6]. */
+static void
+hosts_parse(struct dlv *d, const char *spec)
+{
+	const char *s = spec, *end, *colon, *hend;
+	int port;
+
+	while (*s != '\0') {
+		s += strspn(s, " ,\t");
+		if (*s == '\0')
+			break;
+		end = s + strcspn(s, " ,\t");
+		port = (int)d->sp->cf->mx_port;
+		if (*s == '[') {
+			hend = memchr(s, ']', (size_t)(end - s));
+			if (hend == NULL) {
+				s = end;
+				continue;
+			}
+			colon = hend + 1 < end && hend[1] == ':' ? hend + 1 :
+			    NULL;
+			s++;
+		} else {
+			colon = memchr(s, ':', (size_t)(end - s));
+			hend = colon != NULL ? colon : end;
+		}
+		if (colon != NULL) {
+			char num[8];
+			size_t n = (size_t)(end - colon - 1);
+			long v;
+
+			if (n == 0 || n >= sizeof(num)) {
+				s = end;
+				continue;
+			}
+			memcpy(num, colon + 1, n);
+			num[n] = '\0';
+			v = strtol(num, NULL, 10);
+			if (v < 1 || v > 65535) {
+				s = end;
+				continue;
+			}
+			port = (int)v;
+		}
+		host_add(d, s, (size_t)(hend - s), port);
+		s = end;
+	}
+}
+
+static void
+getmx_done(void *arg, const struct gh_outcome *o)
+{
+	struct dlv *d = arg;
+	const char *dom = d->legs[d->cur].domain;
+	const char *route = gh_note_get(d->t->notes, "get_mx");
+	const char *by = o->by != NULL ? o->by->name : "get_mx";
+
+	d->ch = NULL;
+	switch (o->verdict) {
+	case GH_OK:
+		if (route != NULL && route[0] != '\0') {
+			hosts_parse(d, route);
+			if (d->nhosts > 0) {
+				gh_log(GH_LOG_INFO, "spool: %s: %s routed by "
+				       "%s to %s", d->env.id, dom, by, route);
+				host_next(d);
+				return;
+			}
+			gh_log(GH_LOG_WARN, "spool: %s: %s: get_mx answer "
+			       "\"%s\" names no host: DNS decides", d->env.id,
+			       by, route);
+		}
+		break;
+	case GH_DENY:
+	case GH_DENYDISCONNECT:
+		leg_fail(d, 550, "5.4.4", "Delivery to %s refused by %s", dom,
+			 by);
+		return;
+	case GH_DENYSOFT:
+	case GH_DENYSOFTDISCONNECT:
+	case GH_DISCONNECT:
+		leg_fail(d, 451, "4.4.3", "Routing of %s deferred by %s", dom,
+			 by);
+		return;
+	default:
+		break;
+	}
+	mx_lookup(d);
+}
+
+static void
+route_start(struct dlv *d)
+{
+	struct gh_runtime *rt = d->sp->p->rt;
+	const char *dom = d->legs[d->cur].domain;
+	struct gh_call proto;
+	struct gh_chain *ch;
+
+	d->nhosts = d->hi = 0;
+	d->implicit = 0;
+	memset(&d->fail, 0, sizeof(d->fail));
+	/* An address literal is its own host (RFC 5321 5.1). */
+	if (dom[0] == '[') {
+		char ip[64];
+
+		if (!ip_text(dom, ip, sizeof(ip))) {
+			leg_fail(d, 550, "5.1.2", "Bad address literal %s",
+				 dom);
+			return;
+		}
+		host_add(d, ip, strlen(ip), (int)d->sp->cf->mx_port);
+		host_next(d);
+		return;
+	}
+	if (rt == NULL || !gh_runtime_has_hook(rt, GH_HOOK_GET_MX)) {
+		mx_lookup(d);
+		return;
+	}
+	gh_note_set(d->t->notes, "get_mx", "");
+	memset(&proto, 0, sizeof(proto));
+	proto.conn = d->gc;
+	proto.txn = d->t;
+	proto.hook = GH_HOOK_GET_MX;
+	proto.arg = dom;
+	/* done may run (and free d) before this returns: only a pending
+	 * chain's handle is kept. */
+	if ((ch = gh_chain_run(rt, &proto, getmx_done, d)) != NULL)
+		d->ch = ch;
+}
+
+/* The next destination with recipients to do, or the end. */
+static void
+leg_next(struct dlv *d)
+{
+	struct gh_rcpt *gr;
+	size_t i, n = 0;
+
+	for (; d->cur < d->nlegs; d->cur++) {
+		n = 0;
+		for (i = 0, gr = d->t->rcpts; i < d->env.nrcpts &&
+		    gr != NULL; i++, gr = gr->next) {
+			gr->removed = d->rs[i].leg != d->cur ||
+			    d->rs[i].state != R_PENDING;
+			n += !gr->removed;
+		}
+		if (n > 0)
+			break;
+	}
+	if (d->cur >= d->nlegs) {
+		dlv_finish(d);
+		return;
+	}
+	d->round = 0;
+	if (d->legs[d->cur].domain[0] == '\0') {
+		d->pool = d->sp->pool;
+		d->nhosts = 0;
+		snprintf(d->hop, sizeof(d->hop), "%s",
+			 smtpc_pool_name(d->pool));
+		d->mta[0] = '\0';
+		dlv_send(d);
+		return;
+	}
+	route_start(d);
+}
+
+/* Group the recipients by destination: one leg for the next hop, or
+ * one per domain (lower case) for MX delivery.  0 or -1. */
+static int
+legs_make(struct dlv *d)
+{
+	size_t i, j, k;
+
+	if ((d->legs = calloc(d->env.nrcpts, sizeof(*d->legs))) == NULL)
+		return -1;
+	if (d->env.route != SPOOLQ_ROUTE_MX) {
+		d->nlegs = 1;
+		return 0;
+	}
+	for (i = 0; i < d->env.nrcpts; i++) {
+		const char *at = strrchr(d->env.rcpts[i], '@');
+		char dom[256];
+
+		/* <postmaster> has no domain: it is the next hop's. */
+		k = 0;
+		if (at != NULL && strlen(at + 1) < sizeof(dom))
+			for (; at[k + 1] != '\0'; k++)
+				dom[k] = (char)tolower((unsigned char)at[k + 1]);
+		dom[k] = '\0';
+		for (j = 0; j < d->nlegs; j++)
+			if (strcmp(d->legs[j].domain, dom) == 0)
+				break;
+		if (j == d->nlegs)
+			snprintf(d->legs[d->nlegs++].domain,
+				 sizeof(d->legs[0].domain), "%s", dom);
+		d->rs[i].leg = j;
+	}
+	return 0;
 }
 
 static void
@@ -1192,6 +1873,8 @@ dlv_build(struct dlv *d)
 		return -1;
 	d->gc->hostname = gh_pstrdup(d->gc->pool, d->env.host);
 	t = d->t = gh_txn_new(d->gc);
+	/* Plugins (get_mx) see the queue id. */
+	t->id = gh_pstrdup(t->pool, d->env.id);
 	t->mail_from = gh_palloc(t->pool, sizeof(*t->mail_from));
 	addr_set(t->pool, &t->mail_from->addr, d->env.from);
 	fill_params(t->mail_from, gh_pstrdup(t->pool, d->env.params),
@@ -1255,15 +1938,17 @@ dlv_start(struct spool *sp, int fd, const char *path, struct spoolq_env *env)
 		return;
 	}
 	if ((d->rs = calloc(d->env.nrcpts, sizeof(*d->rs))) == NULL ||
-	    dlv_build(d) != 0) {
+	    dlv_build(d) != 0 || legs_make(d) != 0) {
 		gh_log(GH_LOG_ERR, "spool: %s: cannot read the message: %s",
 		       d->env.id, strerror(errno));
 		dlv_free(d);
 		return;
 	}
 	gh_log(GH_LOG_DEBUG, "spool: delivering %s (attempt %lld) to %s",
-	       d->env.id, d->env.attempts + 1, smtpc_pool_name(sp->pool));
-	dlv_send(d);
+	       d->env.id, d->env.attempts + 1, d->env.route ==
+	       SPOOLQ_ROUTE_MX ? "the recipients' MX hosts" :
+	       smtpc_pool_name(sp->pool));
+	leg_next(d);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1486,6 +2171,8 @@ spool_fini(struct gh_plugin *p)
 {
 	struct spool *sp = p->data;
 	struct dlv *d;
+	struct ntf *n;
+	struct mxpool *m;
 
 	if (sp == NULL)
 		return;
@@ -1500,6 +2187,13 @@ spool_fini(struct gh_plugin *p)
 	}
 	while ((d = TAILQ_FIRST(&sp->dlvs)) != NULL)
 		dlv_free(d);
+	while ((n = TAILQ_FIRST(&sp->ntfs)) != NULL)
+		ntf_free(n);
+	while ((m = LIST_FIRST(&sp->mxpools)) != NULL) {
+		LIST_REMOVE(m, entry);
+		smtpc_pool_free(m->pool);
+		free(m);
+	}
 	if (sp->scan_ev != NULL)
 		event_free(sp->scan_ev);
 	if (sp->wake_ev != NULL)
@@ -1542,6 +2236,8 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	TAILQ_INIT(&sp->todo);
 	TAILQ_INIT(&sp->done);
 	TAILQ_INIT(&sp->dlvs);
+	TAILQ_INIT(&sp->ntfs);
+	LIST_INIT(&sp->mxpools);
 	if ((sp->retry = calloc(cf->retry.n + 1, sizeof(*sp->retry))) == NULL)
 		goto oom;
 	for (i = 0; i < cf->retry.n; i++)

@@ -475,6 +475,7 @@ gh_runtime_create(struct gh_config *cfg, struct event_base *base,
 		const struct gh_hook_entry *e;
 
 		p->base = base;
+		p->rt = rt;
 		if (p->mod->init != NULL && p->mod->init(p, err, errlen) < 0) {
 			gh_runtime_free(rt);
 			return NULL;

@@ -237,6 +237,9 @@ cmd_list(const struct ctl *c, int count_only)
 			       e.next <= now ? "now, due since " : "in ",
 			       e.next <= now ? (long long)(now - e.next) :
 			       (long long)(e.next - now), e.from);
+			if (e.route == SPOOLQ_ROUTE_MX)
+				printf("  route: MX of each recipient's "
+				       "domain\n");
 			for (j = 0; j < e.nrcpts; j++)
 				printf("  to <%s>\n", e.rcpts[j]);
 			if (e.error[0] != '\0')

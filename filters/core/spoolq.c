@@ -172,6 +172,10 @@ spoolq_w_env(struct spoolq_w *w, const struct spoolq_env *e)
 	    w_line(w, "from", e->from ? e->from : "") != 0 ||
 	    w_line(w, "params", e->params ? e->params : "") != 0)
 		return -1;
+	/* Only when not the default: files stay readable by a relayd that
+	 * does not route (it skips unknown keys and uses its next hop). */
+	if (e->route == SPOOLQ_ROUTE_MX && w_line(w, "route", "mx") != 0)
+		return -1;
 	for (i = 0; i < e->nrcpts; i++)
 		if (w_line(w, "rcpt", e->rcpts[i]) != 0)
 			return -1;
@@ -290,6 +294,9 @@ env_line(struct spoolq_env *e, char *line, char *why, size_t whylen)
 			goto bad;
 	} else if (strcmp(line, "hold") == 0) {
 		e->hold = strcmp(v, "1") == 0;
+	} else if (strcmp(line, "route") == 0) {
+		e->route = strcmp(v, "mx") == 0 ? SPOOLQ_ROUTE_MX :
+		    SPOOLQ_ROUTE_HOP;
 	} else if (strcmp(line, "from") == 0)
 		dst = &e->from;
 	else if (strcmp(line, "params") == 0)

@@ -14,6 +14,8 @@
  *	hold 0 | 1
  *	from MAILBOX			(empty for the null sender)
  *	params BODY=8BITMIME SMTPUTF8	(MAIL parameters to pass on)
+ *	route mx			(optional: deliver by MX lookup;
+ *					 absent: to the configured next hop)
  *	rcpt MAILBOX			(one per recipient still to do)
  *	error TEXT			(the last failure, optional)
  *	<empty line>
@@ -38,6 +40,8 @@
 #define SPOOLQ_ENV_MAX (4 * 1024 * 1024)	/* envelope bound */
 
 enum spoolq_kind { SPOOLQ_MSG = 0, SPOOLQ_DSN, SPOOLQ_DSN_PM };
+/* Where a message goes: the next hop, or each recipient domain's MX. */
+enum spoolq_route { SPOOLQ_ROUTE_HOP = 0, SPOOLQ_ROUTE_MX };
 
 struct spoolq_env {
 	char id[64];
@@ -47,6 +51,7 @@ struct spoolq_env {
 	long long attempts;
 	long long next;
 	int hold;
+	int route;		/* SPOOLQ_ROUTE_* */
 	char *from;		/* "" for <> */
 	char *params;		/* "" when none */
 	char **rcpts;

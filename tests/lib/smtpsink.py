@@ -3,6 +3,7 @@ tests: it records the exact octets of each message, counts connections,
 notices pipelined commands and answers as the test says.
 
 Rules (Sink.rules, changeable between messages):
+  greeting  the greeting line, e.g. "421 4.3.2 busy" (then it closes)
   ehlo      reply to EHLO/LHLO, e.g. "502 5.5.1 no" (HELO then works)
   mail      reply to MAIL
   rcpt      {mailbox: reply} for RCPT; others get 250
@@ -21,7 +22,8 @@ import time
 
 class Sink:
     def __init__(self, lmtp=False, unix_path=None, pipelining=True,
-                 size=True, eightbit=True, smtputf8=False, port=0):
+                 size=True, eightbit=True, smtputf8=False, port=0,
+                 host="127.0.0.1"):
         self.lmtp = lmtp
         self.caps = []
         if pipelining:
@@ -36,6 +38,8 @@ class Sink:
         self.rules = {}
         self.messages = []     # dicts: mail, rcpts, data (unstuffed), raw
         self.connections = 0
+        self.active = 0        # sessions open now, and the most at once
+        self.max_active = 0
         self.commands = []     # (connection number, line)
         self.pipelined = []    # per transaction: DATA came with MAIL
         self.lock = threading.Lock()
@@ -49,7 +53,7 @@ class Sink:
         else:
             self.sock = socket.socket()
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind(("127.0.0.1", port))
+            self.sock.bind((host, port))
             self.port = self.sock.getsockname()[1]
         self.sock.listen(64)
         self.qid = 0
@@ -85,11 +89,16 @@ class Sink:
     def _serve(self, c, n):
         if c.family != socket.AF_UNIX:
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
         try:
             Session(self, c, n).run()
         except OSError:
             pass
         finally:
+            with self.lock:
+                self.active -= 1
             try:
                 c.close()
             except OSError:
@@ -132,7 +141,13 @@ class Session:
         return self.sink.rules.get(key, default)
 
     def run(self):
-        self.send("220 sink.test ESMTP")
+        greeting = self.rule("greeting", None)
+        if greeting:
+            self.send(greeting)
+            if not greeting.startswith("220"):
+                return
+        else:
+            self.send("220 sink.test ESMTP")
         while True:
             line = self.line()
             if line is None:

@@ -13,6 +13,12 @@
  * Edit specs: "add:Name:value", "insert:IDX:Name:value",
  * "change:Name:NTH:value", "delete:Name:NTH", "rcpt_add:mailbox",
  * "rcpt_del:mailbox", "from:mailbox", "quarantine:reason".
+ *
+ * For the spool's delivery hooks: `get_mx` entries "domain=ROUTE" answer
+ * the get_mx hook for that domain: OK with ROUTE as the "get_mx" note
+ * ("host:port ..."), or ROUTE "DENY" / "DENYSOFT" as that verdict; other
+ * domains get CONT.  The deferred, bounce and delivered hooks each log
+ * "probe hook HOOK <rcpt> id QUEUE-ID hop HOP: REPLY".
  */
 #include "config.h"
 
@@ -31,6 +37,7 @@ struct probe_conf {
 	struct gh_strlist deny_rcpt;
 	const char *reject_subject;
 	const char *reject_reply;
+	struct gh_strlist get_mx;
 };
 
 static const struct gh_directive probe_directives[] = {
@@ -50,6 +57,9 @@ static const struct gh_directive probe_directives[] = {
 	  offsetof(struct probe_conf, reject_reply),
 	  "\"550:5.7.1:probe rejects this\"", 0, 0, NULL,
 	  "the reply of that DENY: \"code:enh:text\"" },
+	{ "get_mx", GH_DT_STRLIST, offsetof(struct probe_conf, get_mx), "[ ]",
+	  0, 0, NULL, "\"domain=host:port ...\", \"domain=DENY\" or "
+	  "\"domain=DENYSOFT\": get_mx answers" },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
 };
 
@@ -172,9 +182,47 @@ on_data_post(struct gh_call *c)
 	return GH_CONT;
 }
 
+static enum gh_verdict
+on_get_mx(struct gh_call *c)
+{
+	const struct probe_conf *cf = c->plugin->conf;
+	size_t i, n = strlen(c->arg);
+
+	for (i = 0; i < cf->get_mx.n; i++) {
+		const char *e = cf->get_mx.v[i];
+
+		if (strncasecmp(e, c->arg, n) != 0 || e[n] != '=')
+			continue;
+		gh_clog(c, GH_LOG_INFO, "probe hook get_mx %s id %s: %s",
+			c->arg, c->txn->id, e + n + 1);
+		if (strcmp(e + n + 1, "DENY") == 0)
+			return GH_DENY;
+		if (strcmp(e + n + 1, "DENYSOFT") == 0)
+			return GH_DENYSOFT;
+		gh_note_set(c->txn->notes, "get_mx", e + n + 1);
+		return GH_OK;
+	}
+	return GH_CONT;
+}
+
+static enum gh_verdict
+on_outcome(struct gh_call *c)
+{
+	const char *hop = gh_note_get(c->txn->notes, "spool.hop");
+
+	gh_clog(c, GH_LOG_INFO, "probe hook %s <%s> id %s hop %s: %s",
+		gh_hook_name(c->hook), c->rcpt->path.addr.mailbox, c->txn->id,
+		or_dash(hop), c->arg);
+	return GH_CONT;
+}
+
 static const struct gh_hook_entry probe_hooks[] = {
 	{ GH_HOOK_RCPT, on_rcpt },
 	{ GH_HOOK_DATA_POST, on_data_post },
+	{ GH_HOOK_GET_MX, on_get_mx },
+	{ GH_HOOK_DEFERRED, on_outcome },
+	{ GH_HOOK_BOUNCE, on_outcome },
+	{ GH_HOOK_DELIVERED, on_outcome },
 	{ 0, NULL }
 };
 

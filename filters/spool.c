@@ -1221,6 +1221,12 @@ notify(struct dlv *d)
 	ntf_step(n);
 }
 
+static int
+differs(const char *name, const char *hop)
+{
+	return name[0] != '\0' && strcmp(name, hop) != 0;
+}
+
 /* The attempt is over: log, notify, bounce, then keep or remove. */
 static void
 dlv_finish(struct dlv *d)
@@ -1249,8 +1255,9 @@ dlv_finish(struct dlv *d)
 			d->last = r->reply;
 		gh_log(GH_LOG_INFO, "spool: %s to <%s> %s via %s%s%s%s: %d %s "
 		       "%s", d->env.id, d->env.rcpts[i], state_name(r->state),
-		       r->hop[0] ? r->hop : "-", r->mta[0] ? " (" : "",
-		       r->mta, r->mta[0] ? ")" : "", r->reply.code,
+		       r->hop[0] ? r->hop : "-", differs(r->mta, r->hop) ?
+		       " (" : "", differs(r->mta, r->hop) ? r->mta : "",
+		       differs(r->mta, r->hop) ? ")" : "", r->reply.code,
 		       r->reply.enh, r->reply.text);
 	}
 	notify(d);
@@ -1789,7 +1796,7 @@ leg_next(struct dlv *d)
 		d->nhosts = 0;
 		snprintf(d->hop, sizeof(d->hop), "%s",
 			 smtpc_pool_name(d->pool));
-		d->mta[0] = '\0';
+		snprintf(d->mta, sizeof(d->mta), "%s", d->hop);
 		dlv_send(d);
 		return;
 	}
@@ -2379,9 +2386,39 @@ static const char spool_doc[] =
 "  relayd -q hold ID | release ID    stop / resume delivering it\n"
 "  relayd -q delete ID               remove it, no bounce\n"
 "\n"
-"Not done yet: MX routing for relaying clients and the get_mx hook,\n"
-"STARTTLS to the hop, the deferred/bounce/delivered hooks, DSN\n"
-"parameters of RFC 3461 (NOTIFY, RET, ORCPT, ENVID).\n"
+"MX routing.  With outbound = \"mx\", mail from a client that may relay\n"
+"(relay's clients, authenticated users: conn->relaying when it was\n"
+"queued) is delivered to each recipient domain's mail exchangers\n"
+"(RFC 5321 5.1); all other mail, and every bounce, goes to the next\n"
+"hop.  The recipients are grouped by domain, one transaction per\n"
+"domain, each recipient with its own outcome.  Per domain:\n"
+"\n"
+"  get_mx hook         runs first: a plugin may answer OK with the note\n"
+"                      \"get_mx\" = \"HOST[:PORT] ...\" (tried in that\n"
+"                      order), DENY (bounce 5.4.4) or DENYSOFT (retry);\n"
+"                      CONT leaves it to DNS\n"
+"  MX records          tried by preference; a host that refuses the\n"
+"                      connection, does not answer or greets with 4xx/5xx\n"
+"                      is skipped for the next address, then the next MX\n"
+"  no MX record        the domain's own A (or AAAA) address\n"
+"  null MX \".\"         bounced at once, 556 5.1.10 (RFC 7505), no retry\n"
+"  no such domain      bounced, 550 5.1.2\n"
+"  DNS failure         retried (451 4.4.3)\n"
+"  [address literal]   that address\n"
+"\n"
+"MX hosts are reached on mx_port (25).  Each MX host address has its\n"
+"own pool of at most max_per_destination connections per worker; idle\n"
+"ones serve the next message for idle_timeout seconds.\n"
+"\n"
+"Hooks.  After every attempt the deferred, bounce and delivered hooks\n"
+"run once per recipient (every plugin, verdicts ignored) with the\n"
+"queue id as txn->id, the recipient as rcpt, the reply as arg and the\n"
+"txn note \"spool.hop\" naming the host that answered (see filter.h).\n"
+"\n"
+"Not done yet: STARTTLS to the hop, DSN parameters of RFC 3461\n"
+"(NOTIFY, RET, ORCPT, ENVID); equal-preference MX hosts are tried in\n"
+"the resolver's order, not shuffled, and an MX naming this host is not\n"
+"detected.\n"
 "\n"
 "Example:\n"
 "\n"
@@ -2391,6 +2428,7 @@ static const char spool_doc[] =
 "    host = \"127.0.0.1\"; port = 25;\n"
 "    retry = [ \"5m\", \"10m\", \"20m\", \"40m\", \"1h\" ];\n"
 "    postmaster = \"postmaster@example.org\";\n"
+"    outbound = \"mx\";   # relay's clients and AUTH users go direct\n"
 "  };\n";
 
 const struct gh_module gh_module_spool = {

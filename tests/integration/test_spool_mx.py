@@ -240,8 +240,14 @@ try:
             wait(lambda: any("<now@example.test> id %s " % qid in l
                              for l in hook_lines(r, "delivered"))),
             "\n".join(hook_lines(r, "delivered")))
-    R.check("deferred recipient kept in the queue",
-            len(queue_files(spool)) == 1, repr(queue_files(spool)))
+    code, lines = send(r.port, ["x@elsewhere.zone"])
+    R.check("DNS failure (REFUSED) defers: 451 4.4.3 to the hook",
+            code == 250 and
+            wait(lambda: any("<x@elsewhere.zone>" in l and ": 451 4.4.3 " in l
+                             for l in hook_lines(r, "deferred"))),
+            "\n".join(hook_lines(r, "deferred")))
+    R.check("deferred recipients kept in the queue",
+            wait(lambda: len(queue_files(spool)) == 2), repr(queue_files(spool)))
     p = subprocess.run([gh.RELAYD, "-c", r.conf, "-q", "list"],
                        capture_output=True, text=True, timeout=10)
     R.check("relayd -q list shows the MX route",

@@ -39,6 +39,10 @@ struct fwd_conf {
 	long long data_timeout;
 	long long idle_timeout;
 	long long max_connections;
+	int tls;			/* enum smtpc_tls */
+	const char *tls_ca;
+	int tls_verify;
+	const char *tls_verify_name;
 };
 
 static const char *const mode_choices[] = { "transaction", "live", NULL };
@@ -76,11 +80,28 @@ static const struct gh_directive fwd_directives[] = {
 	{ "max_connections", GH_DT_INT,
 	  offsetof(struct fwd_conf, max_connections), "20", 1, 10000, NULL,
 	  "connections per next hop and worker; more transactions wait" },
+	{ "tls", GH_DT_ENUM, offsetof(struct fwd_conf, tls),
+	  "\"opportunistic\"", 0, 0, smtpc_tls_choices,
+	  "STARTTLS to the next hop: off; opportunistic (when offered, "
+	  "certificate not checked, clear text otherwise); required (no "
+	  "TLS: 451 4.7.4 or 4.7.5, nothing sent); a route may say "
+	  "\" tls=MODE\"" },
+	{ "tls_ca", GH_DT_STRING, offsetof(struct fwd_conf, tls_ca), "\"\"",
+	  0, 0, NULL, "PEM file of the CAs tls_verify trusts; \"\": the "
+	  "system's" },
+	{ "tls_verify", GH_DT_BOOL, offsetof(struct fwd_conf, tls_verify),
+	  "false", 0, 0, NULL, "check the hop's certificate chain and name "
+	  "(needs tls = \"required\"); a failed check is 451 4.7.5" },
+	{ "tls_verify_name", GH_DT_STRING,
+	  offsetof(struct fwd_conf, tls_verify_name), "\"\"", 0, 0, NULL,
+	  "the name the certificate must carry; \"\": the hop's host (a "
+	  "route's own host for a route)" },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
 };
 
 struct route {
 	const char *domain;		/* "example.test" or ".example.test" */
+	char *host;
 	struct smtpc_pool *pool;
 };
 
@@ -114,7 +135,7 @@ struct fwd_live {
 /* Configuration.                                                      */
 
 static struct smtpc_dest
-dest_from(const struct fwd_conf *cf, const char *host, int port)
+dest_from(const struct fwd_conf *cf, const char *host, int port, int tls)
 {
 	struct smtpc_dest d;
 
@@ -128,10 +149,48 @@ dest_from(const struct fwd_conf *cf, const char *host, int port)
 	d.data_timeout = cf->data_timeout;
 	d.idle_timeout = cf->idle_timeout;
 	d.max_connections = cf->max_connections;
+	d.tls = (enum smtpc_tls)tls;
+	/* Verification belongs to required TLS; a route that relaxes the
+	 * mode also drops the check (RFC 7435: opportunistic checks
+	 * nothing). */
+	d.tls_verify = cf->tls_verify && tls == SMTPC_TLS_REQUIRED;
+	d.tls_ca = cf->tls_ca;
+	d.tls_verify_name = cf->tls_verify_name;
 	return d;
 }
 
-/* "domain=host:port", "domain=[v6]:port" or "domain=host". */
+/* smtpc's start-up errors say what; this says whose. */
+static void
+pool_err(char *err, size_t errlen, const char *what)
+{
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", err);
+	snprintf(err, errlen, "smtp_forward: %s: %s", what, why);
+}
+
+/* A route's " tls=MODE" suffix, cut off buf; -1 when bad. */
+static int
+route_tls(char *buf, int dflt)
+{
+	char *sp = strchr(buf, ' ');
+	int i;
+
+	if (sp == NULL)
+		return dflt;
+	*sp++ = '\0';
+	while (*sp == ' ')
+		sp++;
+	if (strncmp(sp, "tls=", 4) != 0)
+		return -1;
+	for (i = 0; smtpc_tls_choices[i] != NULL; i++)
+		if (strcmp(sp + 4, smtpc_tls_choices[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* "domain=host:port", "domain=[v6]:port" or "domain=host", each
+ * optionally followed by " tls=off|opportunistic|required". */
 static int
 route_parse(struct gh_plugin *p, struct route *rt, const char *spec,
 	    char *err, size_t errlen)
@@ -140,8 +199,11 @@ route_parse(struct gh_plugin *p, struct route *rt, const char *spec,
 	struct smtpc_dest d;
 	char buf[512], *eq, *host, *port = NULL, *end;
 	long n = cf->port;
+	int tls;
 
 	snprintf(buf, sizeof(buf), "%s", spec);
+	if ((tls = route_tls(buf, cf->tls)) < 0)
+		goto bad;
 	if ((eq = strchr(buf, '=')) == NULL || eq == buf)
 		goto bad;
 	*eq = '\0';
@@ -168,12 +230,21 @@ route_parse(struct gh_plugin *p, struct route *rt, const char *spec,
 			goto bad;
 	}
 	rt->domain = strdup(buf);
-	d = dest_from(cf, host, (int)n);
-	rt->pool = smtpc_pool_new(p->base, &d, err, errlen);
-	return rt->pool != NULL && rt->domain != NULL ? 0 : -1;
+	/* The pool keeps the host: it must outlive buf. */
+	if ((rt->host = strdup(host)) == NULL || rt->domain == NULL) {
+		snprintf(err, errlen, "smtp_forward: out of memory");
+		return -1;
+	}
+	d = dest_from(cf, rt->host, (int)n, tls);
+	if ((rt->pool = smtpc_pool_new(p->base, &d, err, errlen)) == NULL) {
+		pool_err(err, errlen, spec);
+		return -1;
+	}
+	return 0;
 bad:
 	snprintf(err, errlen, "smtp_forward: routes: \"%s\": expected "
-		 "\"domain=host:port\"", spec);
+		 "\"domain=host:port\" and optionally \" tls=off|"
+		 "opportunistic|required\"", spec);
 	return -1;
 }
 
@@ -188,6 +259,7 @@ fwd_fini(struct gh_plugin *p)
 	for (i = 0; i < f->nroutes; i++) {
 		smtpc_pool_free(f->routes[i].pool);
 		free((char *)f->routes[i].domain);
+		free(f->routes[i].host);
 	}
 	free(f->routes);
 	smtpc_pool_free(f->def);
@@ -199,7 +271,7 @@ static int
 fwd_init(struct gh_plugin *p, char *err, size_t errlen)
 {
 	const struct fwd_conf *cf = p->conf;
-	struct smtpc_dest d = dest_from(cf, cf->host, (int)cf->port);
+	struct smtpc_dest d = dest_from(cf, cf->host, (int)cf->port, cf->tls);
 	struct fwd *f = calloc(1, sizeof(*f));
 	long long need;
 	size_t i;
@@ -215,8 +287,16 @@ fwd_init(struct gh_plugin *p, char *err, size_t errlen)
 			 "\"transaction\"");
 		return -1;
 	}
-	if ((f->def = smtpc_pool_new(p->base, &d, err, errlen)) == NULL)
+	if (cf->tls_verify && cf->tls != SMTPC_TLS_REQUIRED) {
+		snprintf(err, errlen, "smtp_forward: tls_verify needs tls = "
+			 "\"required\" (opportunistic TLS checks no "
+			 "certificate: RFC 7435)");
 		return -1;
+	}
+	if ((f->def = smtpc_pool_new(p->base, &d, err, errlen)) == NULL) {
+		pool_err(err, errlen, cf->host);
+		return -1;
+	}
 	f->routes = calloc(cf->routes.n + 1, sizeof(*f->routes));
 	if (f->routes == NULL) {
 		snprintf(err, errlen, "smtp_forward: out of memory");
@@ -693,12 +773,50 @@ static const char fwd_doc[] =
 "4.5.3 at RCPT, and the client sends it in another transaction (RFC\n"
 "5321 4.5.3.1.10).\n"
 "\n"
+"TLS (RFC 3207).  After EHLO the client sends STARTTLS as `tls` says:\n"
+"\n"
+"  tls = \"opportunistic\" (default): when the hop offers STARTTLS, TLS\n"
+"    1.2 or 1.3 with forward secrecy, its certificate not checked (RFC\n"
+"    7435: better than clear text, which is what an attacker who strips\n"
+"    the offer gets anyway).  No STARTTLS offered, or a 4xx/5xx to it:\n"
+"    the session goes on in clear.  A failed handshake: the message goes\n"
+"    over a new connection in clear.  Each case is logged.\n"
+"  tls = \"required\": no mail in clear.  No STARTTLS offered or refused:\n"
+"    451 4.7.4; a failed handshake or certificate check: 451 4.7.5 (the\n"
+"    client retries; nothing was sent).  With tls_verify = true the\n"
+"    hop's certificate must chain to a CA of tls_ca (PEM; \"\": the\n"
+"    system's) and carry tls_verify_name (\"\": host) as a DNS name (no\n"
+"    partial wildcards) or, for an address, as an IP address.\n"
+"  tls = \"off\": never.\n"
+"\n"
+"Whatever the hop sends after its 220 to STARTTLS and before the\n"
+"handshake is discarded and logged (the CVE-2011-0411 class: it would\n"
+"otherwise be read as said under TLS), and EHLO is sent again under TLS\n"
+"with only the new capabilities used (RFC 3207 4.2).  SNI names\n"
+"tls_verify_name or host when it is a name.  A pooled connection keeps\n"
+"its TLS session; each new one logs its TLS version and cipher at info\n"
+"level.  A route may choose its own mode with a \" tls=MODE\" suffix;\n"
+"tls_ca and tls_verify_name apply to the routes that require TLS, the\n"
+"name being the route's host unless tls_verify_name is set.\n"
+"tls_verify with tls other than \"required\" is a configuration error.\n"
+"\n"
 "Example:\n"
 "\n"
 "  plugins = [ \"host_list\", \"smtp_forward\" ];\n"
 "  smtp_forward = {\n"
 "    host = \"127.0.0.1\"; port = 10025;\n"
-"    routes = [ \"example.org=192.0.2.10:25\", \".example.net=[::1]:2526\" ];\n"
+"    routes = [ \"example.org=192.0.2.10:25\",\n"
+"               \".example.net=[::1]:2526 tls=required\" ];\n"
+"    tls = \"opportunistic\";\n"
+"  };\n"
+"\n"
+"TLS required to a smart host whose certificate is checked:\n"
+"\n"
+"  smtp_forward = {\n"
+"    host = \"192.0.2.25\"; port = 25;\n"
+"    tls = \"required\"; tls_verify = true;\n"
+"    tls_ca = \"/etc/gatehouse/smarthost-ca.pem\";\n"
+"    tls_verify_name = \"smtp.example.org\";\n"
 "  };\n";
 
 const struct gh_module gh_module_smtp_forward = {
@@ -712,4 +830,5 @@ const struct gh_module gh_module_smtp_forward = {
 	.hooks = fwd_hooks,
 	.init = fwd_init,
 	.fini = fwd_fini,
+	.edits = GH_EDITS_NONE,
 };

@@ -19,6 +19,13 @@
  * skipping what was sent.  At most a window (1 MiB, or an eighth of a
  * large message) sits in memory, at the price of re-reading the start of
  * a large message from its temporary file a few times.
+ *
+ * STARTTLS (RFC 3207) comes between the first EHLO and the connection
+ * being ready: EHLO, STARTTLS, 220, handshake, EHLO again.  The plain
+ * socket bufferevent does not own its socket, so that at the 220 it can
+ * be freed and the socket handed to a TLS bufferevent (as relayd's
+ * session does on the server side); octets already read behind the 220
+ * are dropped, and later plaintext can only break the handshake.
  */
 #include "config.h"
 
@@ -31,8 +38,13 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netdb.h>
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +58,18 @@
 #define WINDOW_PARTS 8
 #define CMD_MAX 1024
 #define QUIT_WAIT 5
+/*
+ * TLS 1.2 suites with forward secrecy and no RC4, 3DES, MD5 or anonymous
+ * key exchange; TLS 1.3 keeps OpenSSL's (all AEAD).  Wider than relayd's
+ * server policy on purpose: the next hop is whatever the route says,
+ * and with opportunistic TLS a suite it cannot do means clear text.
+ */
+#define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:ECDHE+AES:" \
+	"!aNULL:!eNULL:!kRSA:!PSK:!SRP:!MD5:!RC4:!3DES:!SHA1"
+
+const char *const smtpc_tls_choices[] = {
+	"off", "opportunistic", "required", NULL
+};
 
 struct pending {
 	TAILQ_ENTRY(pending) entry;
@@ -59,6 +83,8 @@ enum cstate {
 	C_CONNECTING,
 	C_GREETING,			/* waiting for 220 */
 	C_HELLO,			/* EHLO, LHLO or HELO sent */
+	C_STARTTLS,			/* STARTTLS sent, waiting for 220 */
+	C_HANDSHAKE,			/* TLS handshake under way */
 	C_READY,			/* commands and replies */
 	C_STREAM,			/* writing the message */
 	C_QUIT,				/* QUIT sent, closing */
@@ -92,6 +118,12 @@ struct smtpc_conn {
 	unsigned size : 1;
 	unsigned eightbit : 1;
 	unsigned smtputf8 : 1;
+	unsigned starttls : 1;		/* offered in the EHLO reply */
+	unsigned tls_layer : 1;		/* bev is a TLS one (owns the fd) */
+	unsigned tls : 1;		/* handshake done */
+	unsigned no_tls : 1;		/* opportunistic: the handshake failed
+					 * once, this one stays in clear */
+	char tls_desc[96];
 	TAILQ_HEAD(, pending) pending;
 	size_t npending;
 	struct smtpc_reply cur;		/* the reply being read */
@@ -108,6 +140,7 @@ struct smtpc_wait {
 	TAILQ_ENTRY(smtpc_wait) entry;
 	struct smtpc_conn *conn;	/* being readied for it */
 	unsigned queued : 1;		/* waiting for a free slot */
+	unsigned clear : 1;		/* TLS failed: a new one in clear */
 	smtpc_acquire_fn fn;
 	void *arg;
 	char helo[256];
@@ -119,6 +152,8 @@ struct smtpc_pool {
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	char name[300];
+	SSL_CTX *ssl_ctx;		/* when dest.tls is not off */
+	const char *tls_name;		/* SNI and the name checked */
 	TAILQ_HEAD(, smtpc_conn) idle;
 	TAILQ_HEAD(, smtpc_wait) waiters;
 	long long nopen;
@@ -128,6 +163,7 @@ struct smtpc_pool {
 static void conn_destroy(struct smtpc_conn *c, int deferred);
 static void pool_serve(struct smtpc_wait *w);
 static void stream_fill(struct smtpc_conn *c);
+static void tls_failed(struct smtpc_conn *c, const char *why);
 
 /* ------------------------------------------------------------------ */
 /* Replies.                                                            */
@@ -209,6 +245,8 @@ caps_line(struct smtpc_conn *c, const char *s, size_t len)
 	kw[n] = '\0';
 	if (strcasecmp(kw, "PIPELINING") == 0)
 		c->pipelining = 1;
+	else if (strcasecmp(kw, "STARTTLS") == 0)
+		c->starttls = 1;
 	else if (strcasecmp(kw, "8BITMIME") == 0)
 		c->eightbit = 1;
 	else if (strcasecmp(kw, "SMTPUTF8") == 0)
@@ -377,6 +415,10 @@ conn_hello(struct smtpc_conn *c, const char *verb)
 
 	c->state = C_HELLO;
 	c->esmtp = strcmp(verb, "HELO") != 0;
+	/* RFC 3207 4.2: what the hop offered before TLS is forgotten; a
+	 * HELO answer offers nothing. */
+	c->pipelining = c->size = c->eightbit = c->smtputf8 = 0;
+	c->starttls = 0;
 	snprintf(line, sizeof(line), "%s %s", verb, c->helo);
 	conn_write_line(c, line);
 	conn_arm(c, c->pool->dest.command_timeout);
@@ -404,6 +446,13 @@ conn_timeout(evutil_socket_t fd, short what, void *arg)
 		conn_fail(c, 451, "4.4.1", "no greeting from next hop %s "
 		    "in %llds", p->name, p->dest.command_timeout);
 		break;
+	case C_STARTTLS:
+		conn_fail(c, 451, "4.4.2", "no reply to STARTTLS from next "
+		    "hop %s in %llds", p->name, p->dest.command_timeout);
+		break;
+	case C_HANDSHAKE:
+		tls_failed(c, "timed out");
+		break;
 	case C_STREAM:
 		conn_fail(c, 451, "4.4.2", "next hop %s stopped taking the "
 		    "message (%llds without progress)", p->name,
@@ -426,6 +475,292 @@ conn_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ------------------------------------------------------------------ */
+/* TLS (RFC 3207).                                                     */
+
+/* The oldest queued OpenSSL error as text. */
+static const char *
+ssl_error(unsigned long e, char *buf, size_t n)
+{
+	if (e == 0)
+		e = ERR_peek_error();
+	if (e == 0)
+		snprintf(buf, n, "unknown error");
+	else
+		ERR_error_string_n(e, buf, n);
+	ERR_clear_error();
+	return buf;
+}
+
+static int
+ip_literal(const char *s)
+{
+	unsigned char a[16];
+
+	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+/* The pool's client context: policy, and with tls_verify the trust
+ * anchors and the name to check (RFC 6125 through X509_check_host: no
+ * partial wildcards). */
+static SSL_CTX *
+tls_client_ctx(const struct smtpc_pool *p, char *err, size_t errlen)
+{
+	const struct smtpc_dest *d = &p->dest;
+	char ebuf[256];
+	X509_VERIFY_PARAM *vp;
+	SSL_CTX *ctx;
+	FILE *fp;
+	int ok;
+
+	ERR_clear_error();
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "TLS: %s", ssl_error(0, ebuf,
+		    sizeof(ebuf)));
+		return NULL;
+	}
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
+		snprintf(err, errlen, "TLS policy: %s", ssl_error(0, ebuf,
+		    sizeof(ebuf)));
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_NO_COMPRESSION);
+	if (!d->tls_verify) {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+		return ctx;
+	}
+	if (d->tls_ca != NULL && d->tls_ca[0] != '\0') {
+		/* fopen() first: OpenSSL's "system lib" says less. */
+		if ((fp = fopen(d->tls_ca, "r")) == NULL) {
+			snprintf(err, errlen, "tls_ca %s: %s", d->tls_ca,
+			    strerror(errno));
+			goto fail;
+		}
+		fclose(fp);
+		ok = SSL_CTX_load_verify_locations(ctx, d->tls_ca, NULL);
+	} else {
+		ok = SSL_CTX_set_default_verify_paths(ctx);
+	}
+	if (ok != 1) {
+		snprintf(err, errlen, "tls_ca %s: %s", d->tls_ca != NULL &&
+		    d->tls_ca[0] != '\0' ? d->tls_ca : "(system)",
+		    ssl_error(0, ebuf, sizeof(ebuf)));
+		goto fail;
+	}
+	vp = SSL_CTX_get0_param(ctx);
+	X509_VERIFY_PARAM_set_hostflags(vp,
+	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	ok = ip_literal(p->tls_name) ?
+	    X509_VERIFY_PARAM_set1_ip_asc(vp, p->tls_name) :
+	    X509_VERIFY_PARAM_set1_host(vp, p->tls_name, 0);
+	if (ok != 1) {
+		snprintf(err, errlen, "tls_verify_name \"%s\": %s",
+		    p->tls_name, ssl_error(0, ebuf, sizeof(ebuf)));
+		goto fail;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* The connection is ready for transactions: hand it to its waiter. */
+static void
+conn_ready(struct smtpc_conn *c)
+{
+	c->state = C_READY;
+	conn_arm(c, 0);
+	if (c->wait != NULL)
+		wait_finish(c->wait, c, NULL);
+}
+
+/*
+ * The handshake failed (or timed out).  Opportunistic: RFC 7435 prefers
+ * clear text to no delivery, so the acquisition is served again by
+ * another connection, a new one without STARTTLS if none is idle.
+ * Required: the hop gets nothing, 451 4.7.5 (RFC 3463: cryptographic
+ * failure).
+ */
+static void
+tls_failed(struct smtpc_conn *c, const char *why)
+{
+	struct smtpc_pool *p = c->pool;
+	struct smtpc_wait *w = c->wait;
+
+	if (p->dest.tls == SMTPC_TLS_OPPORTUNISTIC && w != NULL) {
+		gh_log(GH_LOG_INFO, "smtpc %s: TLS handshake failed: %s; "
+		       "trying again in clear (tls = opportunistic)",
+		       p->name, why);
+		c->wait = NULL;
+		w->conn = NULL;
+		w->clear = 1;
+		conn_destroy(c, 1);
+		pool_serve(w);
+		return;
+	}
+	conn_fail(c, 451, "4.7.5", "TLS handshake with next hop %s failed: "
+	    "%s", p->name, why);
+}
+
+/* Why the TLS bufferevent failed during the handshake. */
+static void
+tls_event_failed(struct smtpc_conn *c, short what)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	unsigned long e = bufferevent_get_openssl_error(c->bev);
+	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	char why[300], ebuf[256];
+
+	if (c->pool->dest.tls_verify && vr != X509_V_OK)
+		snprintf(why, sizeof(why), "certificate not accepted "
+		    "(name %s, CAs from %s): %s", c->pool->tls_name,
+		    c->pool->dest.tls_ca != NULL &&
+		    c->pool->dest.tls_ca[0] != '\0' ? c->pool->dest.tls_ca :
+		    "the system", X509_verify_cert_error_string(vr));
+	else if (e != 0)
+		snprintf(why, sizeof(why), "%s", ssl_error(e, ebuf,
+		    sizeof(ebuf)));
+	else if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), "the hop closed the connection");
+	else
+		snprintf(why, sizeof(why), "%s", strerror(
+		    EVUTIL_SOCKET_ERROR()));
+	ERR_clear_error();
+	tls_failed(c, why);
+}
+
+static void conn_read(struct bufferevent *bev, void *arg);
+static void conn_write(struct bufferevent *bev, void *arg);
+static void conn_event(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * The hop said 220 to STARTTLS.  Whatever it sent behind the 220 came
+ * before the handshake, in clear, and would be taken as said under TLS
+ * (CVE-2011-0411, here on the client side): it is dropped with the plain
+ * bufferevent.  The socket goes to a TLS bufferevent that connects.
+ */
+static void
+starttls_switch(struct smtpc_conn *c)
+{
+	struct smtpc_pool *p = c->pool;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t junk = evbuffer_get_length(in);
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	struct bufferevent *bev;
+	char ebuf[256];
+	SSL *ssl;
+
+	if (junk > 0) {
+		gh_log(GH_LOG_WARN, "smtpc %s: STARTTLS: discarded %zu octets "
+		       "the next hop sent after its 220, before the handshake",
+		       p->name, junk);
+		evbuffer_drain(in, junk);
+	}
+	ERR_clear_error();
+	if ((ssl = SSL_new(p->ssl_ctx)) == NULL) {
+		conn_fail(c, 451, "4.7.5", "TLS with next hop %s: %s",
+		    p->name, ssl_error(0, ebuf, sizeof(ebuf)));
+		return;
+	}
+	/* RFC 6066 3: SNI carries a host name, never an address. */
+	if (!ip_literal(p->tls_name))
+		SSL_set_tlsext_host_name(ssl, p->tls_name);
+	bev = bufferevent_openssl_socket_new(p->base, fd, ssl,
+	    BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		conn_fail(c, 451, "4.7.5", "TLS with next hop %s: cannot "
+		    "start the TLS layer", p->name);
+		return;
+	}
+	/* The plain bufferevent does not close the socket it leaves. */
+	bufferevent_free(c->bev);
+	c->bev = bev;
+	c->tls_layer = 1;
+	c->state = C_HANDSHAKE;
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	bufferevent_setcb(bev, conn_read, conn_write, conn_event, c);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	conn_arm(c, p->dest.command_timeout);
+}
+
+static void
+tls_established(struct smtpc_conn *c)
+{
+	struct smtpc_pool *p = c->pool;
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	const SSL_CIPHER *ci = SSL_get_current_cipher(ssl);
+	int bits = 0;
+
+	if (ci != NULL)
+		SSL_CIPHER_get_bits(ci, &bits);
+	snprintf(c->tls_desc, sizeof(c->tls_desc), "%s %s %d",
+		 SSL_get_version(ssl), ci != NULL ? SSL_CIPHER_get_name(ci) :
+		 "unknown", bits);
+	c->tls = 1;
+	gh_log(GH_LOG_INFO, "smtpc %s: TLS established: %s, certificate %s%s",
+	       p->name, c->tls_desc, p->dest.tls_verify ? "verified for " :
+	       "not checked (tls_verify off)", p->dest.tls_verify ?
+	       p->tls_name : "");
+	/* RFC 3207 4.2: the client SHOULD send EHLO again and use only
+	 * what the hop offers now. */
+	conn_hello(c, p->dest.proto == SMTPC_LMTP ? "LHLO" : "EHLO");
+}
+
+static void
+starttls_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
+{
+	struct smtpc_pool *p = c->pool;
+
+	if (r->code == 220) {
+		starttls_switch(c);
+		return;
+	}
+	if (p->dest.tls == SMTPC_TLS_REQUIRED) {
+		conn_fail(c, 451, "4.7.4", "next hop %s refused STARTTLS "
+		    "(tls = required): %d %s %s", p->name, r->code, r->enh,
+		    r->text);
+		return;
+	}
+	/* RFC 3207 4: after a refusal the session goes on as it was. */
+	gh_log(GH_LOG_INFO, "smtpc %s: next hop refused STARTTLS: %d %s %s; "
+	       "session in clear (tls = opportunistic)", p->name, r->code,
+	       r->enh, r->text);
+	conn_ready(c);
+}
+
+/* After EHLO (LHLO, HELO): STARTTLS, or ready, or no TLS where it is
+ * required. */
+static void
+hello_done(struct smtpc_conn *c)
+{
+	struct smtpc_pool *p = c->pool;
+
+	if (p->dest.tls == SMTPC_TLS_OFF || c->tls || c->no_tls) {
+		conn_ready(c);
+		return;
+	}
+	if (c->starttls && p->ssl_ctx != NULL) {
+		c->state = C_STARTTLS;
+		conn_write_line(c, "STARTTLS");
+		conn_arm(c, p->dest.command_timeout);
+		return;
+	}
+	if (p->dest.tls == SMTPC_TLS_REQUIRED) {
+		/* RFC 3463: X.7.4, security features not supported. */
+		conn_fail(c, 451, "4.7.4", "next hop %s does not offer "
+		    "STARTTLS (tls = required)", p->name);
+		return;
+	}
+	gh_log(GH_LOG_INFO, "smtpc %s: next hop does not offer STARTTLS: "
+	       "session in clear (tls = opportunistic)", p->name);
+	conn_ready(c);
+}
+
+/* ------------------------------------------------------------------ */
 /* Reading.                                                            */
 
 static void
@@ -434,16 +769,12 @@ hello_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
 	struct smtpc_reply f;
 
 	if (r->code / 100 == 2) {
-		c->state = C_READY;
-		conn_arm(c, 0);
-		if (c->wait != NULL)
-			wait_finish(c->wait, c, NULL);
+		hello_done(c);
 		return;
 	}
 	/* RFC 5321 3.2: a server that refuses EHLO gets HELO. */
 	if (c->esmtp && c->pool->dest.proto == SMTPC_SMTP &&
 	    r->code / 100 == 5) {
-		c->pipelining = c->size = c->eightbit = c->smtputf8 = 0;
 		conn_hello(c, "HELO");
 		return;
 	}
@@ -494,6 +825,9 @@ reply_done(struct smtpc_conn *c)
 	case C_HELLO:
 		hello_reply(c, &r);
 		return;
+	case C_STARTTLS:
+		starttls_reply(c, &r);
+		return;
 	case C_QUIT:
 		conn_destroy(c, 1);
 		pool_kick(c->pool);
@@ -532,7 +866,9 @@ conn_read(struct bufferevent *bev, void *arg)
 	size_t eol;
 	int r;
 
-	while (c->state != C_DEAD) {
+	/* After STARTTLS's 220 c->bev is another one: what is left in
+	 * this one was dropped with it. */
+	while (c->state != C_DEAD && c->bev == bev) {
 		p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF);
 		if (p.pos < 0) {
 			if (evbuffer_get_length(in) > SMTPC_LINE_MAX)
@@ -573,6 +909,13 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 
 	(void)bev;
+	if (c->state == C_HANDSHAKE) {
+		if (what & BEV_EVENT_CONNECTED)
+			tls_established(c);
+		else
+			tls_event_failed(c, what);
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		c->state = C_GREETING;
 		conn_arm(c, p->dest.command_timeout);
@@ -625,6 +968,7 @@ conn_destroy(struct smtpc_conn *c, int deferred)
 {
 	struct smtpc_pool *p = c->pool;
 	struct pending *q;
+	evutil_socket_t fd = -1;
 
 	if (c->state == C_DEAD)
 		return;
@@ -632,8 +976,22 @@ conn_destroy(struct smtpc_conn *c, int deferred)
 		TAILQ_REMOVE(&p->idle, c, entry);
 	c->idle = 0;
 	c->state = C_DEAD;
+	if (!c->tls_layer) {
+		/* The plain bufferevent does not own its socket. */
+		fd = bufferevent_getfd(c->bev);
+	} else if (c->tls && evbuffer_get_length(
+	    bufferevent_get_output(c->bev)) == 0) {
+		/* RFC 8446 6.1: close_notify, best effort; nothing of
+		 * ours is waiting to be written, so no record is cut. */
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+		if (ssl != NULL && SSL_shutdown(ssl) < 0)
+			ERR_clear_error();
+	}
 	bufferevent_free(c->bev);
 	c->bev = NULL;
+	if (fd >= 0)
+		evutil_closesocket(fd);
 	event_free(c->timer);
 	c->timer = NULL;
 	while ((q = TAILQ_FIRST(&c->pending)) != NULL) {
@@ -660,10 +1018,12 @@ conn_open(struct smtpc_pool *p, struct smtpc_wait *w)
 	TAILQ_INIT(&c->pending);
 	c->state = C_CONNECTING;
 	snprintf(c->helo, sizeof(c->helo), "%s", w->helo);
+	c->no_tls = w->clear;
 	/* Deferred callbacks: a callback never runs inside the call that
-	 * caused it, so connect errors arrive from the loop too. */
-	c->bev = bufferevent_socket_new(p->base, -1,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	 * caused it, so connect errors arrive from the loop too.  Not
+	 * CLOSE_ON_FREE: STARTTLS hands the socket on (conn_destroy closes
+	 * it). */
+	c->bev = bufferevent_socket_new(p->base, -1, BEV_OPT_DEFER_CALLBACKS);
 	c->timer = evtimer_new(p->base, conn_timeout, c);
 	if (c->bev == NULL || c->timer == NULL) {
 		if (c->bev != NULL)
@@ -769,6 +1129,30 @@ smtpc_pool_new(struct event_base *base, const struct smtpc_dest *dest,
 		free(p);
 		return NULL;
 	}
+	if (p->dest.path != NULL && p->dest.tls == SMTPC_TLS_REQUIRED) {
+		snprintf(err, errlen, "tls \"required\" needs a TCP next hop, "
+			 "not %s", p->name);
+		free(p);
+		return NULL;
+	}
+	/* A local socket has nothing on the way to protect. */
+	if (p->dest.path != NULL)
+		p->dest.tls = SMTPC_TLS_OFF;
+	if (p->dest.tls_verify && p->dest.tls != SMTPC_TLS_REQUIRED) {
+		snprintf(err, errlen, "tls_verify needs tls \"required\" for "
+			 "%s (opportunistic TLS checks no certificate: RFC "
+			 "7435)", p->name);
+		free(p);
+		return NULL;
+	}
+	p->tls_name = p->dest.tls_verify_name != NULL &&
+	    p->dest.tls_verify_name[0] != '\0' ? p->dest.tls_verify_name :
+	    p->dest.host;
+	if (p->dest.tls != SMTPC_TLS_OFF &&
+	    (p->ssl_ctx = tls_client_ctx(p, err, errlen)) == NULL) {
+		free(p);
+		return NULL;
+	}
 	return p;
 }
 
@@ -781,6 +1165,7 @@ smtpc_pool_free(struct smtpc_pool *p)
 		return;
 	while ((c = TAILQ_FIRST(&p->idle)) != NULL)
 		conn_destroy(c, 0);
+	SSL_CTX_free(p->ssl_ctx);
 	free(p);
 }
 
@@ -961,6 +1346,12 @@ int
 smtpc_has_size(const struct smtpc_conn *c)
 {
 	return c->size;
+}
+
+const char *
+smtpc_tls_info(const struct smtpc_conn *c)
+{
+	return c->tls ? c->tls_desc : NULL;
 }
 
 static int

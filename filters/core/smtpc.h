@@ -19,6 +19,19 @@
  * connection, timeout, dropped connection) is reported as a reply with
  * `local` set: 451 4.4.1 when the hop never answered, 451 4.4.2 when an
  * established connection broke, 451 4.5.0 for a protocol violation.
+ *
+ * TLS (RFC 3207).  A destination's `tls` mode says whether the client
+ * sends STARTTLS after EHLO: off; opportunistic (when the hop offers it,
+ * without checking the certificate: RFC 7435; a failed handshake is
+ * tried again in clear on a new connection, once per acquisition); or
+ * required (no STARTTLS offered, refused, or a failed handshake or
+ * certificate check make the connection fail with 451 4.7.4 or 4.7.5,
+ * so nothing goes out in clear).  TLS 1.2 and 1.3 only.  With
+ * tls_verify the chain is checked against tls_ca (else the system's
+ * CAs) and the name against tls_verify_name (else host).  Whatever the
+ * hop sent after its 220 to STARTTLS and before the handshake is
+ * discarded (the CVE-2011-0411 class), and EHLO is sent again under TLS
+ * (RFC 3207 4.2).  A pooled connection keeps its TLS session.
  */
 #ifndef GATEHOUSE_SMTPC_H
 #define GATEHOUSE_SMTPC_H
@@ -41,6 +54,16 @@ struct smtpc_reply {
 	unsigned local : 1;		/* no reply: made up here */
 };
 
+/* STARTTLS to the next hop; 0 (off) is the zero value of a memset dest. */
+enum smtpc_tls {
+	SMTPC_TLS_OFF,
+	SMTPC_TLS_OPPORTUNISTIC,	/* when offered; no checks (RFC 7435) */
+	SMTPC_TLS_REQUIRED		/* no TLS, no mail: 451 4.7.x */
+};
+/* The modes' names in enum order, NULL-ended: choices of a GH_DT_ENUM
+ * directive ("off", "opportunistic", "required"). */
+extern const char *const smtpc_tls_choices[];
+
 /* Where a pool connects and how long it waits (seconds). */
 struct smtpc_dest {
 	enum smtpc_proto proto;
@@ -53,6 +76,15 @@ struct smtpc_dest {
 	long long data_timeout;		/* reply to the final dot */
 	long long idle_timeout;		/* an idle pooled connection */
 	long long max_connections;	/* per worker */
+	/* TLS: a Unix socket (path) never uses it; required there is an
+	 * error.  tls_verify needs SMTPC_TLS_REQUIRED: checking a
+	 * certificate makes sense only when failing the check stops the
+	 * mail. */
+	enum smtpc_tls tls;
+	int tls_verify;			/* check the chain and the name */
+	const char *tls_ca;		/* PEM file of trusted CAs; NULL or
+					 * "": the system's */
+	const char *tls_verify_name;	/* NULL or "": host */
 };
 
 struct smtpc_pool;
@@ -60,13 +92,15 @@ struct smtpc_conn;
 struct smtpc_wait;
 struct smtpc_txn;
 
-/* Resolve dest (getaddrinfo: numeric or from the hosts file and DNS,
- * once, at start-up) and make its pool.  NULL with err filled. */
 /* Point d at the Unix socket named by spec ("unix:/path", as the
  * plugins' `socket` directives write it); "" leaves d on host:port.
  * Returns 0, or -1 with err naming the plugin. */
 int smtpc_dest_socket(struct smtpc_dest *d, const char *plugin,
 		      const char *spec, char *err, size_t errlen);
+/* Resolve dest (getaddrinfo: numeric or from the hosts file and DNS,
+ * once, at start-up) and make its pool, with its TLS context when dest
+ * uses TLS (an unreadable tls_ca is an error here).  NULL with err
+ * filled. */
 struct smtpc_pool *smtpc_pool_new(struct event_base *base,
 				  const struct smtpc_dest *dest,
 				  char *err, size_t errlen);
@@ -115,6 +149,9 @@ int smtpc_has_pipelining(const struct smtpc_conn *c);
 int smtpc_has_8bitmime(const struct smtpc_conn *c);
 int smtpc_has_smtputf8(const struct smtpc_conn *c);
 int smtpc_has_size(const struct smtpc_conn *c);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384 256" when the connection is under
+ * TLS, else NULL. */
+const char *smtpc_tls_info(const struct smtpc_conn *c);
 
 /*
  * The MAIL FROM parameters to pass on for t's sender (SIZE, BODY,

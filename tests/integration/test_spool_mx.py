@@ -10,8 +10,10 @@ per-domain deliveries and per-recipient outcomes; an MX host that
 refuses connections, or greets with 421, is skipped for the next one; a
 domain with no MX goes to its address; a null MX (RFC 7505) bounces at
 once with 5.1.10; a domain that does not exist bounces with 5.1.2; the
-get_mx hook routes a domain DNS does not know, DENY bounces it with
-5.4.4; every hook fires for the right recipient with the queue id, hop
+get_mx hook routes a domain DNS does not know (to an address, or to
+names tried in order), DENY bounces it with 5.4.4, DENYSOFT and a DNS
+failure defer with 4.4.3; the MX route of a deferred message survives a
+restart; every hook fires for the right recipient with the queue id, hop
 and reply; max_per_destination holds while many messages wait, and
 connections are reused.
 """
@@ -144,8 +146,10 @@ busy = smtpsink.Sink(host="127.0.0.6", port=PORT)
 busy.rules["greeting"] = "421 4.3.2 too busy"
 hop = smtpsink.Sink()
 spool = gh.tmpdir("gh-spool-mx-")
-r = relayd(dm.server, spool, hop.port, probe='get_mx = [ '
-           '"routed.test=127.0.0.4:%d", "refused.test=DENY" ];' % PORT)
+PROBE = ('get_mx = [ "routed.test=127.0.0.4:%d", "refused.test=DENY", '
+         '"named.test=nowhere.test:1, mx2.example.test:%d", '
+         '"soft.test=DENYSOFT" ];' % (PORT, PORT))
+r = relayd(dm.server, spool, hop.port, probe=PROBE)
 try:
     # --- 1. relayed: lowest preference; not relayed: the next hop ----------
     code, lines = send(r.port, ["a@example.test", "b@EXAMPLE.test"])
@@ -246,8 +250,16 @@ try:
             wait(lambda: any("<x@elsewhere.zone>" in l and ": 451 4.4.3 " in l
                              for l in hook_lines(r, "deferred"))),
             "\n".join(hook_lines(r, "deferred")))
+    code, lines = send(r.port, ["k@named.test", "l@soft.test"])
+    R.check("get_mx route by name: the first has no address, the second "
+            "takes it", code == 250 and
+            wait(lambda: "k@named.test" in rcpts_at(mx2)), repr(mx2.messages))
+    R.check("get_mx DENYSOFT defers: 451 4.4.3 to the hook",
+            wait(lambda: any("<l@soft.test>" in l and ": 451 4.4.3 " in l
+                             for l in hook_lines(r, "deferred"))),
+            "\n".join(hook_lines(r, "deferred")))
     R.check("deferred recipients kept in the queue",
-            wait(lambda: len(queue_files(spool)) == 2), repr(queue_files(spool)))
+            wait(lambda: len(queue_files(spool)) == 3), repr(queue_files(spool)))
     p = subprocess.run([gh.RELAYD, "-c", r.conf, "-q", "list"],
                        capture_output=True, text=True, timeout=10)
     R.check("relayd -q list shows the MX route",
@@ -256,7 +268,21 @@ try:
 finally:
     r.stop()
 
-# --- 5. max_per_destination ------------------------------------------------
+# --- 5. the route survives a restart ----------------------------------------
+mx1.rules = {}
+n1 = len(mx1.messages)
+r = relayd(dm.server, spool, hop.port, probe=PROBE)
+try:
+    R.check("after a restart the deferred recipient goes to its MX",
+            wait(lambda: "later@example.test" in rcpts_at(mx1)[n1:]),
+            repr(mx1.messages[n1:]))
+    R.check("and not to the next hop",
+            all("later@example.test" not in m["rcpts"]
+                for m in hop.messages), repr(hop.messages))
+finally:
+    r.stop()
+
+# --- 6. max_per_destination ------------------------------------------------
 mx1.rules = {"dot_delay": 0.3}
 c0, a0 = mx1.connections, mx1.max_active
 mx1.max_active = 0

@@ -18,12 +18,12 @@
  *       command (LOCAL or PROXY), family and transport, a 16-bit length,
  *       then the addresses and TLVs (section 2.2).
  *
- * Intended use in the session (not wired yet): on a listener with
- * `proxy_from` set, relayd reads before sending its greeting.  A peer
- * outside proxy_from sending anything, or any peer sending a header
- * proxy_parse() calls PROXY_ERROR, gets the connection closed without
- * a reply (the spec, section 2: a receiver must not guess).  On
- * PROXY_NEED_MORE it reads again (a short timeout bounds the wait; at
+ * Use (server.c): on a proxy=yes listener relayd reads before the
+ * session exists, hence before its greeting.  A peer outside
+ * relayd.proxy_hosts is closed on unread; a header proxy_parse() calls
+ * PROXY_ERROR gets the connection closed without a reply (the spec,
+ * section 2: a receiver must not guess).  On PROXY_NEED_MORE it reads
+ * again (relayd.proxy_timeout, from the accept, bounds the wait; at
  * most PROXY_MAX_HEADER octets are ever needed).  On PROXY_OK it drops
  * *consumed octets (what follows is the client's first SMTP octet, and
  * stays in the buffer) and, unless info.local is set, takes info.src as
@@ -37,15 +37,16 @@
  * client whatever the balancer is trusted with.
  *
  * XCLIENT (https://www.postfix.org/XCLIENT_README.html).  A test harness
- * or an upstream MTA in `xclient_from` overrides what the session
+ * or an upstream MTA in `relayd.xclient_hosts` overrides what the session
  * knows of the client with "XCLIENT NAME=... ADDR=... PORT=... HELO=...
  * LOGIN=... PROTO=... DESTADDR=... DESTPORT=...".  Values are xtext
  * (RFC 3461 section 4: "+" and two upper-case hex digits stand for an
  * octet); "[UNAVAILABLE]" and "[TEMPUNAVAIL]" are kept as states, not
- * values.  The session would parse with xclient_parse() (501 5.5.4 with
- * xc.why on error), then apply the attributes that are present, answer
- * with a new 220 greeting and reset its state to that of a new
- * connection (Postfix does the same: the client must say EHLO again).
+ * values.  The session (session.c) parses with xclient_parse() (501
+ * 5.5.4 with xc.why on error), then applies the attributes that are
+ * present, resets its state to that of a new connection and runs the
+ * connect hooks again, whose verdict is the reply: a new 220 greeting
+ * as Postfix sends, or the refusal.
  */
 #ifndef GATEHOUSE_PROXY_H
 #define GATEHOUSE_PROXY_H

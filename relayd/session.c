@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "dataframe.h"
+#include "proxy.h"
 #include "relayd.h"
 
 #define REPLY_LINE 600
@@ -71,6 +72,7 @@ struct session {
 	unsigned tls_handshake : 1;	/* ... and not yet established */
 	unsigned starttls : 1;		/* 220 sent, switch when written */
 	unsigned relay_before_auth : 1;	/* conn->relaying before AUTH */
+	unsigned xclient_ok : 1;	/* client in relayd.xclient_hosts */
 	int fd;
 	SSL *ssl;			/* STARTTLS: until the switch */
 	enum auth_step auth_step;
@@ -350,8 +352,9 @@ rdns_found(void *arg)
 	run_chain(s, &proto, rdns_done);
 }
 
+/* lookup: 0 when XCLIENT already said what conn->rdns is. */
 static void
-connect_start(struct session *s)
+connect_start(struct session *s, int lookup)
 {
 	struct gh_call proto;
 	struct gh_chain *ch;
@@ -362,7 +365,10 @@ connect_start(struct session *s)
 	gh_chain_cancel(ch);
 	/* The core fills conn->rdns (forward-confirmed) first. */
 	s->busy = 1;
-	gh_conn_rdns(s->conn, rdns_found, s);
+	if (lookup)
+		gh_conn_rdns(s->conn, rdns_found, s);
+	else
+		rdns_found(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -387,6 +393,9 @@ ehlo_reply(struct session *s)
 		reply_line(s, 250, '-', NULL, "STARTTLS");
 	if (auth_offered(s))
 		reply_line(s, 250, '-', NULL, "AUTH PLAIN LOGIN");
+	if (s->xclient_ok)
+		reply_line(s, 250, '-', NULL, "XCLIENT NAME ADDR PORT PROTO HELO "
+			   "LOGIN DESTADDR DESTPORT REVERSE_NAME");
 	for (i = 0; i < s->caps.n; i++)
 		reply_line(s, 250, '-', NULL, s->caps.v[i]);
 	reply_line(s, 250, ' ', NULL, "CHUNKING");
@@ -1757,6 +1766,227 @@ cmd_auth(struct session *s, char *arg)
 	auth_response(s, strcmp(ir, "=") == 0 ? "" : ir);
 }
 
+/* ------------------------------------------------------------------ */
+/* XCLIENT (Postfix's XCLIENT_README): a trusted front end or test      */
+/* harness says who the client is.                                     */
+
+/* Notes that describe the connection itself, not the client: they
+ * survive XCLIENT, as TLS does (XCLIENT_README, "server response"),
+ * and so does the result the TLS layer recorded. */
+static const char *const xclient_kept_notes[] = {
+	"tls.version", "tls.cipher", "tls.client_subject", "tls.client_issuer",
+	"tls.client_fingerprint", "tls.client_verified", NULL
+};
+
+/* ADDR/PORT or DESTADDR/DESTPORT into the connection. */
+static void
+xclient_sockaddr(struct gh_conn *c, const struct xclient *xc, int dest)
+{
+	enum xclient_attr aa = dest ? XCLIENT_DESTADDR : XCLIENT_ADDR;
+	enum xclient_attr pa = dest ? XCLIENT_DESTPORT : XCLIENT_PORT;
+	int family = dest ? xc->destaddr_family : xc->addr_family;
+	char *ip = dest ? c->local_ip : c->remote_ip;
+	int *port = dest ? &c->local_port : &c->remote_port;
+	struct sockaddr_storage local;
+	struct sockaddr_storage *ss = dest ? &local : &c->remote_sa;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	if (xc->attr[aa].state == XCLIENT_VALUE) {
+		/* xclient_parse() checked the address: written back by
+		 * inet_ntop(3), it reads as relayd writes any other. */
+		memset(ss, 0, sizeof(*ss));
+		if (family == AF_INET6) {
+			s6->sin6_family = AF_INET6;
+			inet_pton(AF_INET6, xc->attr[aa].value, &s6->sin6_addr);
+			inet_ntop(AF_INET6, &s6->sin6_addr, ip,
+				  sizeof(c->remote_ip));
+		} else {
+			s4->sin_family = AF_INET;
+			inet_pton(AF_INET, xc->attr[aa].value, &s4->sin_addr);
+			inet_ntop(AF_INET, &s4->sin_addr, ip,
+				  sizeof(c->remote_ip));
+		}
+	}
+	if (xc->attr[pa].state == XCLIENT_VALUE)
+		*port = dest ? xc->destport : xc->port;
+	else if (xc->attr[pa].state == XCLIENT_UNAVAILABLE)
+		*port = 0;
+	if (dest)
+		return;
+	if (c->remote_sa.ss_family == AF_INET6)
+		s6->sin6_port = htons((uint16_t)*port);
+	else
+		s4->sin_port = htons((uint16_t)*port);
+}
+
+/* NAME and REVERSE_NAME: what the lookup_rdns stage would have found.
+ * Returns 1 when the name must still be looked up (a new ADDR, no
+ * NAME). */
+static int
+xclient_names(struct session *s, const struct xclient *xc,
+	      const struct gh_notes *old)
+{
+	struct gh_conn *c = s->conn;
+	const char *ptr;
+
+	switch (xc->attr[XCLIENT_NAME].state) {
+	case XCLIENT_VALUE:
+		c->rdns = gh_pstrdup(c->pool, xc->attr[XCLIENT_NAME].value);
+		gh_note_set(c->notes, "rdns.status", "confirmed");
+		break;
+	case XCLIENT_UNAVAILABLE:
+		c->rdns = NULL;
+		gh_note_set(c->notes, "rdns.status", "none");
+		break;
+	case XCLIENT_TEMPUNAVAIL:
+		c->rdns = NULL;
+		gh_note_set(c->notes, "rdns.status", "tempfail");
+		break;
+	default:
+		if (xc->attr[XCLIENT_ADDR].state == XCLIENT_VALUE) {
+			c->rdns = NULL;
+			return 1;
+		}
+		/* The same client: what was found for it stands. */
+		if (gh_note_get(old, "rdns.status") != NULL)
+			gh_note_set(c->notes, "rdns.status",
+				    gh_note_get(old, "rdns.status"));
+		if ((ptr = gh_note_get(old, "rdns.ptr")) != NULL &&
+		    xc->attr[XCLIENT_REVERSE_NAME].state == XCLIENT_ABSENT)
+			gh_note_set(c->notes, "rdns.ptr", ptr);
+		break;
+	}
+	if (xc->attr[XCLIENT_REVERSE_NAME].state == XCLIENT_VALUE)
+		gh_note_set(c->notes, "rdns.ptr",
+			    xc->attr[XCLIENT_REVERSE_NAME].value);
+	return 0;
+}
+
+/* "ADDR=127.0.0.2 NAME=[UNAVAILABLE] ..." for the log. */
+static void
+xclient_describe(const struct xclient *xc, char *buf, size_t n)
+{
+	size_t off = 0, i;
+	int w;
+
+	buf[0] = '\0';
+	for (i = 0; i < XCLIENT_NATTRS && off < n; i++) {
+		const char *v = xc->attr[i].value;
+
+		if (xc->attr[i].state == XCLIENT_ABSENT)
+			continue;
+		if (xc->attr[i].state == XCLIENT_UNAVAILABLE)
+			v = "[UNAVAILABLE]";
+		else if (xc->attr[i].state == XCLIENT_TEMPUNAVAIL)
+			v = "[TEMPUNAVAIL]";
+		else if (i == XCLIENT_LOGIN)
+			v = "(set)";	/* a login name is no log material */
+		w = snprintf(buf + off, n - off, "%s%s=%s", off ? " " : "",
+			     xclient_attr_name((enum xclient_attr)i), v);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+/*
+ * Apply the attributes given and go back to the greeting stage, as for
+ * a new connection: connect_init, lookup_rdns (unless NAME said it) and
+ * connect run again with the new address, and their verdict is the
+ * reply (220 greeting, or the refusal).  Attributes not given keep
+ * their values; HELO and PROTO given here survive the reset, as
+ * XCLIENT_README asks (the helo hook does not run for them).  Results
+ * and notes start afresh, but for those of the TLS layer, which
+ * XCLIENT cannot undo.  LOGIN counts as a successful AUTH.
+ */
+static void
+xclient_apply(struct session *s, const struct xclient *xc)
+{
+	struct gh_conn *c = s->conn;
+	struct gh_notes *old = c->notes;
+	const struct gh_result *tls;
+	const char *v;
+	size_t i;
+	int lookup;
+
+	txn_reset(s);
+	c->notes = gh_notes_new(c->pool);
+	for (i = 0; xclient_kept_notes[i] != NULL; i++)
+		if ((v = gh_note_get(old, xclient_kept_notes[i])) != NULL)
+			gh_note_set(c->notes, xclient_kept_notes[i], v);
+	tls = gh_results_get(c->results, "tls");
+	c->results = gh_results_new(c->pool);
+	if (tls != NULL)
+		gh_results_add(c->results, tls->plugin, tls->kind, tls->msg);
+	xclient_sockaddr(c, xc, 0);
+	xclient_sockaddr(c, xc, 1);
+	memcpy(&s->sa, &c->remote_sa, sizeof(s->sa));
+	lookup = xclient_names(s, xc, old);
+	s->helo_ok = 0;
+	s->ehlo = 0;
+	c->helo = NULL;
+	c->esmtp = 0;
+	s->caps.n = 0;
+	s->caps.v = NULL;
+	if (xc->attr[XCLIENT_HELO].state == XCLIENT_VALUE) {
+		snprintf(s->helo, sizeof(s->helo), "%s",
+			 xc->attr[XCLIENT_HELO].value);
+		c->helo = s->helo;
+		s->helo_ok = 1;
+	}
+	if (xc->attr[XCLIENT_PROTO].state == XCLIENT_VALUE)
+		c->esmtp = s->ehlo = strcasecmp(xc->attr[XCLIENT_PROTO].value,
+						"ESMTP") == 0;
+	c->auth_user = NULL;
+	c->relaying = 0;
+	s->relay_before_auth = 0;
+	if (xc->attr[XCLIENT_LOGIN].state == XCLIENT_VALUE) {
+		c->auth_user = gh_pstrdup(c->pool,
+					  xc->attr[XCLIENT_LOGIN].value);
+		c->relaying = 1;
+	}
+	c->early_talker = 0;
+	s->loop = 0;
+	s->nunrecognized = 0;
+	s->state = ST_CONNECT;
+	connect_start(s, lookup);
+}
+
+static void
+cmd_xclient(struct session *s, char *arg)
+{
+	struct xclient xc;
+	char desc[1400];
+
+	if (!s->xclient_ok) {
+		gh_log(GH_LOG_INFO, "%s XCLIENT refused: %s is not in "
+		       "relayd.xclient_hosts", s->conn->id, s->conn->remote_ip);
+		reply(s, 550, "5.7.0", "Error: insufficient authorization");
+		return;
+	}
+	if (s->conn->txn != NULL) {
+		reply(s, 503, "5.5.1", "Error: MAIL transaction in progress");
+		return;
+	}
+	if (xclient_parse(arg, &xc) != 0) {
+		reply(s, 501, "5.5.4", "%s", xc.why);
+		return;
+	}
+	if (xc.attr[XCLIENT_ADDR].state == XCLIENT_UNAVAILABLE ||
+	    xc.attr[XCLIENT_DESTADDR].state == XCLIENT_UNAVAILABLE) {
+		/* Plugins match, count and log client addresses: a session
+		 * without one has no meaning here. */
+		reply(s, 501, "5.5.4", "Bad XCLIENT address: [UNAVAILABLE] is "
+		      "not supported");
+		return;
+	}
+	xclient_describe(&xc, desc, sizeof(desc));
+	gh_log(GH_LOG_INFO, "%s XCLIENT from %s: %s", s->conn->id,
+	       s->conn->remote_ip, desc);
+	xclient_apply(s, &xc);
+}
+
 static const struct command commands[] = {
 	{ "HELO", 0, cmd_helo },
 	{ "EHLO", 0, cmd_ehlo },
@@ -1771,6 +2001,7 @@ static const struct command commands[] = {
 	{ "HELP", 0, cmd_help },
 	{ "STARTTLS", NO_ARGS, cmd_starttls },
 	{ "AUTH", NEED_HELO, cmd_auth },
+	{ "XCLIENT", 0, cmd_xclient },
 	{ NULL, 0, NULL }
 };
 
@@ -2197,6 +2428,9 @@ session_start(struct server *srv, const struct listener *lst, int fd,
 	s->conn->hostname = srv->hostname;
 	s->conn->listener_role = lst->submission ? "submission" : "mx";
 	memcpy(&s->conn->remote_sa, sa, salen);
+	/* Decided once, on the address the connection came from (after
+	 * PROXY, the client's): XCLIENT cannot grant itself more. */
+	s->xclient_ok = nets_match(cf->xclient_nets, cf->nxclient_nets, sa);
 	addr_fill(s->conn, sa, 0);
 	if (proxy_local != NULL)
 		addr_fill(s->conn, proxy_local, 1);
@@ -2236,5 +2470,5 @@ session_start(struct server *srv, const struct listener *lst, int fd,
 	}
 	s->counted = 1;
 	s->state = ST_CONNECT;
-	connect_start(s);
+	connect_start(s, 1);
 }

@@ -830,5 +830,4 @@ const struct gh_module gh_module_smtp_forward = {
 	.hooks = fwd_hooks,
 	.init = fwd_init,
 	.fini = fwd_fini,
-	.edits = GH_EDITS_NONE,
 };

@@ -8,7 +8,8 @@ new 220 greeting after the connect hooks ran again with the new address
 NAME gives), HELO and PROTO survive the reset, NAME/ADDR/PORT/LOGIN
 reach the Received header, xtext is decoded; XCLIENT inside a
 transaction gets 503 5.5.1, bad syntax 501 5.5.4 (and the session goes
-on); a second XCLIENT is judged on the connection's own address.
+on); a second XCLIENT is judged on the connection's own address; trust
+and relaying granted to the harness's address do not outlive it.
 """
 import os
 import sys
@@ -18,8 +19,11 @@ import gh  # noqa: E402
 
 R = gh.Results("xclient")
 
+# client_allow trusts the harness's own address (a note at connect):
+# after XCLIENT that trust must be gone with it.
 BODY = ('plugins = [ "access", "scripted" ];\n'
-        'access = { client_deny = [ "127.0.0.9", "2001:db8::/32" ]; '
+        'access = { client_allow = [ "127.0.0.1" ]; '
+        'client_deny = [ "127.0.0.9", "2001:db8::/32" ]; '
         'rdns_deny = [ "spam.test" ]; };\n'
         'scripted = { sink_dir = "@SINK@"; };\n')
 XC_ATTRS = "XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT " \
@@ -88,7 +92,7 @@ R.check("XCLIENT ADDR=IPV6:2001:db8::1: refused by network",
 c.close()
 
 c = client()
-code, lines = c.cmd("XCLIENT NAME=mx.spam.test")
+code, lines = c.cmd("XCLIENT ADDR=127.0.0.6 NAME=mx.spam.test")
 R.check("XCLIENT NAME=mx.spam.test: rdns_deny refuses it",
         code == 554 and "mx.spam.test" in lines[0], repr(lines))
 c.close()
@@ -179,6 +183,46 @@ code, lines = c.cmd("XCLIENT NAME=[TEMPUNAVAIL] REVERSE_NAME=[UNAVAILABLE]")
 R.check("NAME=[TEMPUNAVAIL]: accepted", code == 220, repr(lines))
 c.close()
 
+r.stop()
+
+# Relaying belongs to the address: granted to the harness by the relay
+# plugin, gone with XCLIENT ADDR, back for an address in relay.clients
+# or with LOGIN.
+r = gh.Relayd(relayd_extra='xclient_hosts = [ "127.0.0.1" ];',
+              body='plugins = [ "relay", "host_list" ];\n'
+              'relay = { clients = [ "127.0.0.1" ]; };\n'
+              'host_list = { domains = [ "example.test" ]; };\n').start()
+
+
+def foreign_rcpt(c):
+    c.cmd("EHLO harness.test")
+    c.cmd("MAIL FROM:<a@example.test>")
+    code, lines = c.cmd("RCPT TO:<x@foreign.test>")
+    c.cmd("RSET")
+    return code, lines
+
+
+c = client()
+code, lines = foreign_rcpt(c)
+R.check("relay: the harness may relay", code == 250, repr(lines))
+code, lines = c.cmd("XCLIENT ADDR=127.0.0.7")
+R.check("relay: XCLIENT ADDR=127.0.0.7: 220", code == 220, repr(lines))
+code, lines = foreign_rcpt(c)
+R.check("relay: 127.0.0.7 may not (550 5.7.1)", code == 550 and
+        "5.7.1" in lines[0], repr(lines))
+c.cmd("XCLIENT ADDR=127.0.0.1")
+code, lines = foreign_rcpt(c)
+R.check("relay: XCLIENT back to 127.0.0.1 relays again", code == 250,
+        repr(lines))
+c.cmd("XCLIENT ADDR=127.0.0.7 LOGIN=bob")
+code, lines = foreign_rcpt(c)
+R.check("relay: XCLIENT LOGIN relays as AUTH does", code == 250,
+        repr(lines))
+c.cmd("XCLIENT LOGIN=[UNAVAILABLE]")
+code, lines = foreign_rcpt(c)
+R.check("relay: LOGIN=[UNAVAILABLE] takes it back", code == 550,
+        repr(lines))
+c.close()
 r.stop()
 
 # No xclient_hosts: nobody gets it.

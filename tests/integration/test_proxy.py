@@ -9,10 +9,10 @@ per-address connection limit counts the client, not the balancer; a
 header from a host outside proxy_hosts, a malformed header, and no
 header within proxy_timeout each close the connection with no greeting
 and a log line saying why; v2 LOCAL and v1 UNKNOWN keep the balancer's
-own address; SMTP octets sent in the same packet as the header stay for
-the session; PROXY before an implicit TLS handshake; relayd -t refuses
-bad proxy_hosts/xclient_hosts entries and proxy=yes without
-proxy_hosts.
+own address (HAProxy's own v2 health checks arrive as LOCAL); SMTP
+octets sent in the same packet as the header stay for the session;
+PROXY before an implicit TLS handshake; relayd -t refuses bad
+proxy_hosts/xclient_hosts entries and proxy=yes without proxy_hosts.
 """
 import os
 import socket
@@ -150,7 +150,8 @@ frontend v2
 backend relayd_v1
     server r1 127.0.0.1:%d send-proxy
 backend relayd_v2
-    server r2 127.0.0.1:%d send-proxy-v2
+    option smtpchk EHLO lb.test
+    server r2 127.0.0.1:%d send-proxy-v2 check inter 300ms
 """ % (f1, f2, r.pport, r.pport))
 hlog = open(os.path.join(hdir, "haproxy.log"), "w")
 hap = subprocess.Popen([HAPROXY, "-db", "-f", hcfg], stdout=hlog,
@@ -185,6 +186,12 @@ try:
                 % version, lines == ["554 5.7.1 Access denied: client "
                                      "127.0.0.3"], repr(lines))
         c.close()
+
+    # HAProxy's health checks (option smtpchk) on the send-proxy-v2
+    # server say LOCAL: relayd greets the balancer as itself.
+    R.check("haproxy health check arrives as PROXY v2 LOCAL",
+            wait_log(r, "via PROXY v2 LOCAL from 127.0.0.1"),
+            r.log_text()[-1500:])
 
     # max_connections_per_ip = 1 holds per client, not per balancer.
     a = gh.Client(f2, source="127.0.0.4")

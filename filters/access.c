@@ -494,4 +494,5 @@ const struct gh_module gh_module_access = {
 	.hooks = access_hooks,
 	.init = access_init,
 	.fini = access_fini,
+	.edits = GH_EDITS_NONE,
 };

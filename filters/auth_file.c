@@ -307,4 +307,5 @@ const struct gh_module gh_module_auth_file = {
 	.hooks = auth_file_hooks,
 	.init = auth_file_init,
 	.fini = auth_file_fini,
+	.edits = GH_EDITS_NONE,
 };

@@ -585,4 +585,5 @@ const struct gh_module gh_module_dnsbl = {
 	.hooks = dnsbl_hooks,
 	.init = dnsbl_init,
 	.fini = dnsbl_fini,
+	.edits = GH_EDITS_NONE,
 };

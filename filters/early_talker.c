@@ -179,4 +179,5 @@ const struct gh_module gh_module_early_talker = {
 	.conf_size = sizeof(struct early_talker_conf),
 	.hooks = early_talker_hooks,
 	.init = early_talker_init,
+	.edits = GH_EDITS_NONE,
 };

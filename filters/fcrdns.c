@@ -223,4 +223,5 @@ const struct gh_module gh_module_fcrdns = {
 	.directives = fcrdns_directives,
 	.conf_size = sizeof(struct fcrdns_conf),
 	.hooks = fcrdns_hooks,
+	.edits = GH_EDITS_NONE,
 };

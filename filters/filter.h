@@ -358,7 +358,23 @@ struct gh_module {
 	 * stop start-up. */
 	int (*init)(struct gh_plugin *p, char *err, size_t errlen);
 	void (*fini)(struct gh_plugin *p);
+	/* The edits this plugin may ask for (gh_header_add ...
+	 * gh_quarantine below): GH_EDITS_* flags or'ed, or GH_EDITS_NONE.
+	 * milterd asks the MTA only for the actions its plugins declare;
+	 * 0, what a module that predates this field leaves, means
+	 * "unknown" and milterd then asks for all of them. */
+	unsigned edits;
 };
+
+/* gh_module.edits */
+#define GH_EDITS_ADDHDR		0x01u	/* gh_header_add, gh_header_insert */
+#define GH_EDITS_CHGHDR		0x02u	/* gh_header_change */
+#define GH_EDITS_ADDRCPT	0x04u	/* gh_rcpt_add */
+#define GH_EDITS_DELRCPT	0x08u	/* gh_rcpt_remove */
+#define GH_EDITS_CHGFROM	0x10u	/* gh_sender_change */
+#define GH_EDITS_QUARANTINE	0x20u	/* gh_quarantine */
+#define GH_EDITS_ALL		0x3fu
+#define GH_EDITS_NONE		0x80000000u	/* declared: makes none */
 
 /* A configured plugin: one per entry of `plugins = [...]`. */
 struct gh_plugin {

@@ -138,4 +138,5 @@ const struct gh_module gh_module_headers = {
 	.directives = headers_directives,
 	.conf_size = sizeof(struct headers_conf),
 	.hooks = headers_hooks,
+	.edits = GH_EDITS_NONE,
 };

@@ -571,4 +571,5 @@ const struct gh_module gh_module_helo_checks = {
 	.hooks = helo_hooks,
 	.init = helo_init,
 	.fini = helo_fini,
+	.edits = GH_EDITS_NONE,
 };

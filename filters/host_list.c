@@ -319,4 +319,5 @@ const struct gh_module gh_module_host_list = {
 	.hooks = host_list_hooks,
 	.init = host_list_init,
 	.fini = host_list_fini,
+	.edits = GH_EDITS_NONE,
 };

@@ -365,4 +365,5 @@ const struct gh_module gh_module_is_resolvable = {
 	.directives = isr_directives,
 	.conf_size = sizeof(struct isr_conf),
 	.hooks = isr_hooks,
+	.edits = GH_EDITS_NONE,
 };

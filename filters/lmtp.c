@@ -290,4 +290,5 @@ const struct gh_module gh_module_lmtp = {
 	.hooks = lmtp_hooks,
 	.init = lmtp_init,
 	.fini = lmtp_fini,
+	.edits = GH_EDITS_NONE,
 };

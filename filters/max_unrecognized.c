@@ -90,4 +90,5 @@ const struct gh_module gh_module_max_unrecognized = {
 	.directives = max_unrecognized_directives,
 	.conf_size = sizeof(struct max_unrecognized_conf),
 	.hooks = max_unrecognized_hooks,
+	.edits = GH_EDITS_NONE,
 };

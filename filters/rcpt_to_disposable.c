@@ -196,4 +196,5 @@ const struct gh_module gh_module_rcpt_to_disposable = {
 	.directives = disposable_directives,
 	.conf_size = 0,
 	.hooks = disposable_hooks,
+	.edits = GH_EDITS_NONE,
 };

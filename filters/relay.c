@@ -145,4 +145,5 @@ const struct gh_module gh_module_relay = {
 	.hooks = relay_hooks,
 	.init = relay_init,
 	.fini = relay_fini,
+	.edits = GH_EDITS_NONE,
 };

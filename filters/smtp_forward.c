@@ -830,4 +830,5 @@ const struct gh_module gh_module_smtp_forward = {
 	.hooks = fwd_hooks,
 	.init = fwd_init,
 	.fini = fwd_fini,
+	.edits = GH_EDITS_NONE,
 };

@@ -568,4 +568,5 @@ const struct gh_module gh_module_uribl = {
 	.hooks = uribl_hooks,
 	.init = uribl_init,
 	.fini = uribl_fini,
+	.edits = GH_EDITS_NONE,
 };

@@ -348,25 +348,40 @@ message_clear(struct msess *s)
 /* Negotiation.                                                        */
 
 /*
- * Ask for the actions edits may need, exact header spacing, SKIP, no
- * replies to headers (they are only collected), and only the stages the
- * configured plugins have hooks for.  Never more than the MTA offers.
+ * What a generation's plugins need from the MTA, worked out once when its
+ * runtime is made: the actions their declared edits take (a module that
+ * declares nothing may make any edit, so it gets all of them), plus
+ * SMFIF_ADDHDRS for the trace header; and the stages no plugin has a hook
+ * for, which the MTA is asked not to send.
  */
-static sfsistat
-cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
-	     unsigned long f2, unsigned long f3, unsigned long *pf0,
-	     unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+void
+bridge_plan(struct loop *l)
 {
-	struct msess *s = sess_get(ctx);
-	const struct gh_runtime *rt = milterd_loops[0]->rt;
+	const struct gh_runtime *rt = l->rt;
+	unsigned long acts = SMFIF_SETSYMLIST;
 	unsigned long steps = SMFIP_HDR_LEADSPC | SMFIP_SKIP | SMFIP_NR_HDR;
-	char list[256];
-	size_t i;
+	unsigned edits = 0, e;
+	size_t h, i;
 
-	(void)f2;
-	(void)f3;
-	if (s == NULL)
-		return SMFIS_TEMPFAIL;
+	for (h = 0; h < GH_HOOK_COUNT; h++)
+		for (i = 0; i < rt->nbound[h]; i++) {
+			e = rt->bound[h][i].plugin->mod->edits;
+			edits |= e == 0 ? GH_EDITS_ALL : e;
+		}
+	if (l->conf->trace_header != NULL && l->conf->trace_header[0] != '\0')
+		edits |= GH_EDITS_ADDHDR;
+	if (edits & GH_EDITS_ADDHDR)
+		acts |= SMFIF_ADDHDRS;
+	if (edits & GH_EDITS_CHGHDR)
+		acts |= SMFIF_CHGHDRS;
+	if (edits & GH_EDITS_ADDRCPT)
+		acts |= SMFIF_ADDRCPT;
+	if (edits & GH_EDITS_DELRCPT)
+		acts |= SMFIF_DELRCPT;
+	if (edits & GH_EDITS_CHGFROM)
+		acts |= SMFIF_CHGFROM;
+	if (edits & GH_EDITS_QUARANTINE)
+		acts |= SMFIF_QUARANTINE;
 	if (!gh_runtime_has_hook(rt, GH_HOOK_DATA))
 		steps |= SMFIP_NODATA;
 	if (!gh_runtime_has_hook(rt, GH_HOOK_UNRECOGNIZED_COMMAND))
@@ -376,13 +391,40 @@ cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 		if (!gh_runtime_has_hook(rt, GH_HOOK_DATA_HEADERS))
 			steps |= SMFIP_NOHDRS | SMFIP_NOEOH;
 	}
-	*pf0 = MILTERD_ACTIONS & f0;
-	*pf1 = steps & f1;
+	/* The header verdict waits for end of message: an MTA answers the
+	 * DATA command only after the final dot (RFC 5321 4.1.1.4), so a
+	 * refusal at EOH reaches the client at the same moment, and the
+	 * round trip is saved. */
+	steps |= SMFIP_NR_EOH;
+	l->actions = acts;
+	l->steps = steps;
+}
+
+/* Ask for what the session's generation planned, never more than the
+ * MTA offers. */
+static sfsistat
+cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+	     unsigned long f2, unsigned long f3, unsigned long *pf0,
+	     unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+	struct msess *s = sess_get(ctx);
+	char list[256];
+	size_t i;
+
+	(void)f2;
+	(void)f3;
+	if (s == NULL)
+		return SMFIS_TEMPFAIL;
+	*pf0 = s->loop->actions & f0;
+	*pf1 = s->loop->steps & f1;
 	*pf2 = 0;
 	*pf3 = 0;
 	s->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
 	s->nr_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
+	s->nr_eoh = (*pf1 & SMFIP_NR_EOH) != 0;
 	s->can_skip = (*pf1 & SMFIP_SKIP) != 0;
+	gh_log(GH_LOG_DEBUG, "%s negotiated actions 0x%lx steps 0x%lx "
+	       "(MTA offered 0x%lx 0x%lx)", s->id, *pf0, *pf1, f0, f1);
 	if (*pf0 & SMFIF_SETSYMLIST) {
 		for (i = 0; i < sizeof(symlists) / sizeof(symlists[0]); i++) {
 			snprintf(list, sizeof(list), "%s", symlists[i].list);
@@ -585,6 +627,13 @@ cb_eoh(SMFICTX *ctx)
 	j->flag = s->htoobig;
 	s->hbuf = NULL;
 	s->hlen = s->hcap = 0;
+	if (s->nr_eoh) {
+		/* The loop thread stores the block; the data_headers verdict
+		 * is end of message's answer. */
+		j->noreply = 1;
+		loop_post(s->loop, j);
+		return SMFIS_NOREPLY;
+	}
 	return post_wait(ctx, s, j, "eoh");
 }
 

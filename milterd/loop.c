@@ -222,6 +222,8 @@ txn_reset(struct msess *s)
 	s->rorig = NULL;
 	s->rcpt = NULL;
 	s->body_truncated = 0;
+	s->hdrs_deferred = 0;
+	s->hdrs_toobig = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -770,6 +772,24 @@ do_eoh(struct msess *s, struct job *j)
 	run_stage(s, &proto, data_headers_done);
 }
 
+/* EOH under SMFIP_NR_EOH: store the header block now, run data_headers
+ * at end of message (the MTA's reply to DATA waits for the dot anyway). */
+static void
+eoh_store(struct msess *s, struct job *j)
+{
+	struct gh_message *m;
+
+	if (s->conn->txn == NULL || (m = msg_ensure(s)) == NULL)
+		return;
+	macros_note(s->conn->txn->notes, j);
+	if (j->len > 0)
+		gh_msg_write(m, j->data, j->len);
+	gh_msg_write(m, "\r\n", 2);
+	s->hdrs_deferred = 1;
+	if (j->flag || gh_msg_status(m) == GH_MSG_HEADER_TOO_BIG)
+		s->hdrs_toobig = 1;
+}
+
 static void
 do_body(struct msess *s, struct job *j)
 {
@@ -898,6 +918,24 @@ data_post_done(void *arg, const struct gh_outcome *o)
 	job_end(s, o->verdict, o, eom_effect);
 }
 
+/* The deferred data_headers chain of an EOM job: a refusal answers end
+ * of message, anything else goes on to data_post. */
+static void
+eom_headers_done(void *arg, const struct gh_outcome *o)
+{
+	struct msess *s = arg;
+	struct gh_call proto;
+
+	s->chain = NULL;
+	if (gh_verdict_is_reject(o->verdict)) {
+		log_refusal(s, "data_headers", o->verdict, o);
+		job_end(s, o->verdict, o, eom_effect);
+		return;
+	}
+	call_init(s, &proto, GH_HOOK_DATA_POST);
+	run_stage(s, &proto, data_post_done);
+}
+
 static void
 do_eom(struct msess *s, struct job *j)
 {
@@ -915,7 +953,11 @@ do_eom(struct msess *s, struct job *j)
 	if (s->body_truncated)
 		gh_note_set(s->conn->txn->notes, "milter.body_truncated",
 			    "1");
-	if (st == GH_MSG_HEADER_TOO_BIG) {
+	if (st == GH_MSG_HEADER_TOO_BIG || s->hdrs_toobig) {
+		if (s->hdrs_toobig)
+			gh_log(GH_LOG_INFO, "%s header block over the limit "
+			       "(%lld octets)", s->conn->id,
+			       s->loop->conf->max_header_size);
 		reply_fixed(s, GH_DENY, 552, "5.3.4",
 			    "Message header size exceeds limit");
 		return;
@@ -925,6 +967,12 @@ do_eom(struct msess *s, struct job *j)
 		       s->conn->id, strerror(errno));
 		reply_fixed(s, GH_DENYSOFT, 451, "4.3.0",
 			    "Local error in processing, try again later");
+		return;
+	}
+	if (s->hdrs_deferred) {
+		s->hdrs_deferred = 0;
+		call_init(s, &proto, GH_HOOK_DATA_HEADERS);
+		run_stage(s, &proto, eom_headers_done);
 		return;
 	}
 	call_init(s, &proto, GH_HOOK_DATA_POST);
@@ -1025,6 +1073,12 @@ job_start(struct loop *l, struct job *j)
 	switch (j->kind) {
 	case JOB_BODY:
 		do_body(s, j);
+		job_free(j);
+		return;
+	case JOB_EOH:
+		if (!j->noreply)
+			break;
+		eoh_store(s, j);
 		job_free(j);
 		return;
 	case JOB_ABORT:
@@ -1139,6 +1193,7 @@ loop_init(struct loop *l, int idx, struct gh_config *cfg,
 	/* Plugin init runs here, once per loop thread, on this base. */
 	if ((l->rt = gh_runtime_create(cfg, l->base, err, errlen)) == NULL)
 		return -1;
+	bridge_plan(l);
 	return 0;
 }
 

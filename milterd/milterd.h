@@ -93,6 +93,8 @@ struct job {
 	char *data;			/* EOH: header block; BODY: a chunk */
 	size_t len;
 	int flag;			/* EOH: header block over the bound */
+	unsigned noreply : 1;		/* EOH: nobody waits (SMFIP_NR_EOH);
+					   its verdict comes at EOM */
 	struct sockaddr_storage sa;	/* CONNECT */
 	int have_sa;
 	struct macro *macros;
@@ -124,6 +126,8 @@ struct loop {
 	struct job *stop_job;
 	int dns_started;
 	unsigned long nsessions;
+	unsigned long actions;		/* SMFIF_* to ask for (bridge_plan) */
+	unsigned long steps;		/* SMFIP_* to ask for */
 };
 
 /* One milter session.  Fields are grouped by the thread that owns them. */
@@ -136,6 +140,7 @@ struct msess {
 	unsigned leadspc : 1;		/* SMFIP_HDR_LEADSPC negotiated */
 	unsigned nr_hdr : 1;		/* SMFIP_NR_HDR negotiated */
 	unsigned can_skip : 1;		/* SMFIP_SKIP negotiated */
+	unsigned nr_eoh : 1;		/* SMFIP_NR_EOH negotiated */
 	unsigned htoobig : 1;
 	unsigned body_cut : 1;
 	char *hbuf;			/* the header block being collected */
@@ -150,6 +155,8 @@ struct msess {
 	struct gh_rcpt *rcpt;		/* RCPT being decided */
 	struct rorig *rorig;		/* recipients as received (txn pool) */
 	int body_truncated;
+	int hdrs_deferred;		/* data_headers runs at EOM */
+	int hdrs_toobig;
 	char helo[256];
 };
 
@@ -169,6 +176,7 @@ void job_free(struct job *j);
 enum gh_verdict fail_verdict(const struct milterd_conf *conf);
 
 /* bridge.c */
+void bridge_plan(struct loop *l);
 int bridge_register(const struct milterd_conf *conf, char *err,
 		    size_t errlen);
 

@@ -67,6 +67,8 @@ probe = { report = true; };""",
      """plugins = [ "scripted" ];
 scripted = { connect = "DENY:554:5.7.1:go away"; };""",
      ["connect_deny"]),
+    ("declared", "",
+     """plugins = [ "access", "headers" ];""", ["declared"]),
 ]
 
 
@@ -254,6 +256,11 @@ def groups():
                         "body_max")
                 log_has(m, r"no verdict at rcpt in time: answering reject",
                         "log: fail_action reject")
+            elif name == "declared":
+                log_has(m, r"negotiated actions 0x100 ",
+                        "log: only SETSYMLIST negotiated")
+                log_has(m, r"DENY at data_headers by headers: 550 5\.6\.0",
+                        "log: header refusal at end of message")
             elif name == "connect":
                 log_has(m, r"DENY at connect by scripted: 554 5\.7\.1 go "
                         r"away", "log: connection refused by plugin")

@@ -10,6 +10,14 @@ ok(mt.test_option(c, SMFIP_NOBODY), "no body asked")
 ok(mt.test_option(c, SMFIP_NOEOH), "no end of header asked")
 ok(mt.test_option(c, SMFIP_NODATA), "no DATA asked")
 ok(mt.test_option(c, SMFIP_NOUNKNOWN), "no unknown commands asked")
+-- No plugin edits; the trace header needs ADDHDRS and nothing else.
+ok(mt.test_action(c, SMFIF_ADDHDRS), "ADDHDRS asked for (trace header)")
+for _, a in ipairs({ {SMFIF_CHGHDRS, "CHGHDRS"}, {SMFIF_ADDRCPT, "ADDRCPT"},
+		     {SMFIF_DELRCPT, "DELRCPT"}, {SMFIF_CHGFROM, "CHGFROM"},
+		     {SMFIF_QUARANTINE, "QUARANTINE"},
+		     {SMFIF_CHGBODY, "CHGBODY"} }) do
+	ok(not mt.test_action(c, a[1]), a[2] .. " not asked for")
+end
 send(c, "mail", SMFIR_CONTINUE, mt.mailfrom, "<a@example.org>")
 send(c, "rcpt", SMFIR_CONTINUE, mt.rcptto, "<b@example.net>")
 send(c, "eom", SMFIR_CONTINUE, mt.eom)

@@ -13,6 +13,13 @@ ok(mt.test_option(c, SMFIP_SKIP), "SKIP asked for")
 ok(mt.test_action(c, SMFIF_ADDHDRS), "ADDHDRS asked for")
 ok(mt.test_action(c, SMFIF_SETSYMLIST), "SETSYMLIST asked for")
 ok(not mt.test_action(c, SMFIF_CHGBODY), "CHGBODY not asked for")
+-- scripted and probe are modules that do not declare their edits: every
+-- action is asked for, to be safe.
+for _, a in ipairs({ {SMFIF_CHGHDRS, "CHGHDRS"}, {SMFIF_ADDRCPT, "ADDRCPT"},
+		     {SMFIF_DELRCPT, "DELRCPT"}, {SMFIF_CHGFROM, "CHGFROM"},
+		     {SMFIF_QUARANTINE, "QUARANTINE"} }) do
+	ok(mt.test_action(c, a[1]), a[2] .. " asked for (undeclared edits)")
+end
 send(c, "helo", SMFIR_CONTINUE, mt.helo, "client.example")
 mt.macro(c, SMFIC_MAIL, "{auth_authen}", "alice", "{auth_type}", "PLAIN",
 	 "i", "4XyzQ1")

@@ -54,7 +54,13 @@ script(c, "data_headers", "DENY:550:5.7.1:bad headers")
 send(c, "mail h", SMFIR_CONTINUE, mt.mailfrom, "<a@example.org>")
 send(c, "rcpt h", SMFIR_CONTINUE, mt.rcptto, "<b@example.net>")
 send(c, "header h", nil, mt.header, "Subject", "x")
-send(c, "eoh refused", SMFIR_REPLYCODE, mt.eoh)
+-- SMFIP_NR_EOH: the header verdict is end of message's answer (the MTA
+-- answers DATA only after the dot anyway).
+ok(mt.test_option(c, SMFIP_NR_EOH), "no reply to end of header asked")
+send(c, "eoh", nil, mt.eoh)
+send(c, "body h", SMFIR_CONTINUE, mt.bodystring, "x\r\n")
+send(c, "eom refused for its headers", nil, mt.eom)
+eom_reply(c, "550", "5.7.1", "bad headers", "data_headers DENY at eom")
 script(c, "data_headers", "CONT")
 
 script(c, "data_post", "DENY:554:5.7.1:spam 100% sure")

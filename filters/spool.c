@@ -2442,4 +2442,5 @@ const struct gh_module gh_module_spool = {
 	.hooks = spool_hooks,
 	.init = spool_init,
 	.fini = spool_fini,
+	.edits = GH_EDITS_DELRCPT,
 };

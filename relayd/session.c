@@ -1829,6 +1829,7 @@ xclient_names(struct session *s, const struct xclient *xc,
 {
 	struct gh_conn *c = s->conn;
 	const char *ptr;
+	int lookup = 0;
 
 	switch (xc->attr[XCLIENT_NAME].state) {
 	case XCLIENT_VALUE:
@@ -1846,7 +1847,8 @@ xclient_names(struct session *s, const struct xclient *xc,
 	default:
 		if (xc->attr[XCLIENT_ADDR].state == XCLIENT_VALUE) {
 			c->rdns = NULL;
-			return 1;
+			lookup = 1;
+			break;
 		}
 		/* The same client: what was found for it stands. */
 		if (gh_note_get(old, "rdns.status") != NULL)
@@ -1857,13 +1859,15 @@ xclient_names(struct session *s, const struct xclient *xc,
 			gh_note_set(c->notes, "rdns.ptr", ptr);
 		break;
 	}
+	/* A lookup for a new ADDR may still find a PTR name of its own. */
 	if (xc->attr[XCLIENT_REVERSE_NAME].state == XCLIENT_VALUE)
 		gh_note_set(c->notes, "rdns.ptr",
 			    xc->attr[XCLIENT_REVERSE_NAME].value);
-	return 0;
+	return lookup;
 }
 
-/* "ADDR=127.0.0.2 NAME=[UNAVAILABLE] ..." for the log. */
+/* "ADDR=127.0.0.2 NAME=[UNAVAILABLE] ..." for the log: LOGIN as AUTH
+ * logs its user; xclient_parse() let no control octet through. */
 static void
 xclient_describe(const struct xclient *xc, char *buf, size_t n)
 {
@@ -1880,8 +1884,6 @@ xclient_describe(const struct xclient *xc, char *buf, size_t n)
 			v = "[UNAVAILABLE]";
 		else if (xc->attr[i].state == XCLIENT_TEMPUNAVAIL)
 			v = "[TEMPUNAVAIL]";
-		else if (i == XCLIENT_LOGIN)
-			v = "(set)";	/* a login name is no log material */
 		w = snprintf(buf + off, n - off, "%s%s=%s", off ? " " : "",
 			     xclient_attr_name((enum xclient_attr)i), v);
 		if (w < 0)

@@ -137,7 +137,8 @@ rec = received_of("xclient login")
 R.check("Received: xtext decoded, ESMTPA for LOGIN, ADDR kept",
         "from x=y.test (unknown [127.0.0.8])" in rec and
         "with ESMTPA id" in rec, rec)
-R.check("the login name is not logged", "alice" not in r.log_text())
+R.check("XCLIENT LOGIN logged as AUTH logs its user",
+        "HELO=x=y.test LOGIN=alice PROTO=ESMTP" in r.log_text())
 # A second XCLIENT in the same session, to a refused address.
 code, lines = c.cmd("XCLIENT ADDR=127.0.0.9")
 R.check("a second XCLIENT: access refuses 127.0.0.9", code == 554,

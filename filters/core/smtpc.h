@@ -84,7 +84,10 @@ struct smtpc_dest {
 	int tls_verify;			/* check the chain and the name */
 	const char *tls_ca;		/* PEM file of trusted CAs; NULL or
 					 * "": the system's */
-	const char *tls_verify_name;	/* NULL or "": host */
+	const char *tls_verify_name;	/* NULL or "": host; also the SNI
+					 * name (sent when not an address),
+					 * so set it to the MX name even
+					 * without tls_verify */
 };
 
 struct smtpc_pool;

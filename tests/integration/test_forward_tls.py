@@ -262,6 +262,29 @@ try:
                 "TLS established")))
     R.check("hop's log: TLS established",
             "TLS established: TLSv1.3" in hop.log_text())
+
+    # A message larger than the streaming window (1 MiB) goes through
+    # the TLS layer's output in several passes.
+    big = b"Subject: big\r\n\r\n" + b"".join(
+        b"%s line %07d ......................................................"
+        b"\r\n" % (b"." if i % 5 == 0 else b"x", i) for i in range(40000))
+    s = smtplib.SMTP("127.0.0.1", r.port)
+    s.sendmail("a@x.test", ["big@y.test"], big)
+    s.quit()
+    msgs = hop.messages()
+    R.check("large message over TLS arrives whole",
+            len(msgs) == 3 and any(m.endswith(big) for m in msgs),
+            str([len(m) for m in msgs]))
+finally:
+    r.stop()
+
+# rcpt_mode "live": the hop session opens at MAIL, under TLS too.
+r = front(hop.port, 'rcpt_mode = "live"; tls = "required";')
+try:
+    n = len(hop.messages())
+    code, last = send(r.port)
+    R.check("live mode over required TLS: 250", code == 250, last)
+    R.check("live mode over TLS: delivered", len(hop.messages()) == n + 1)
 finally:
     r.stop()
 

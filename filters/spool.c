@@ -73,6 +73,7 @@
 
 #define DSN_HEADERS_MAX (64 * 1024)	/* original headers in a bounce */
 #define MAX_ROUNDS 3			/* transactions per attempt */
+#define TMP_MIN_AGE 600			/* seconds: see clean_tmp */
 #define PROTO_SMTP 0
 #define PROTO_LMTP 1
 
@@ -1979,13 +1980,18 @@ owned_here(const struct spool *sp, const char *path)
 }
 
 /* Temporary files nobody holds are what a crash left: never
- * acknowledged, so removed. */
+ * acknowledged, so removed.  At start-up all of them; later only those
+ * older than min_age seconds, since a file is created a moment before
+ * its writer locks it (and a worker killed inside a sync may hold its
+ * files past the next one's start). */
 static void
-clean_tmp(struct spool *sp)
+clean_tmp(struct spool *sp, time_t min_age)
 {
 	DIR *dp = opendir(sp->tdir);
 	struct dirent *de;
+	struct stat st;
 	char path[PATH_MAX];
+	time_t now = time(NULL);
 	int fd;
 
 	if (dp == NULL)
@@ -1994,6 +2000,9 @@ clean_tmp(struct spool *sp)
 		if (de->d_name[0] == '.')
 			continue;
 		if (path_join(path, sizeof(path), sp->tdir, de->d_name) != 0)
+			continue;
+		if (min_age > 0 && (stat(path, &st) != 0 ||
+		    now - st.st_mtime < min_age))
 			continue;
 		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 			continue;
@@ -2069,8 +2078,7 @@ scan(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	evtimer_add(sp->scan_ev, &tv);
-	if (!sp->scanned_once)
-		clean_tmp(sp);
+	clean_tmp(sp, sp->scanned_once ? TMP_MIN_AGE : 0);
 	if ((dp = opendir(sp->qdir)) == NULL) {
 		gh_log(GH_LOG_ERR, "spool: %s: %s", sp->qdir, strerror(errno));
 		return;

@@ -43,8 +43,20 @@ def children(pid):
         return []
 
 
+def gone(pid):
+    """Exited (a zombie has released everything too)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
 def kill_all(r):
     """SIGKILL the workers and the master, no chance to clean up."""
+    # A stopped master cannot replace the workers killed below: a
+    # replacement it forked in between would outlive the round.
+    os.kill(r.proc.pid, signal.SIGSTOP)
     pids = children(r.proc.pid)
     for p in pids:
         try:
@@ -55,10 +67,11 @@ def kill_all(r):
     r.proc.wait()
     r.logf.close()
     for p in pids:
-        for _ in range(100):
-            try:
-                os.kill(p, 0)
-            except ProcessLookupError:
+        # Until it is gone: a worker killed inside syncfs() keeps its
+        # files (and their locks) until the sync returns, and the next
+        # relayd's start-up scan must find tmp/ unlocked.
+        for _ in range(1000):
+            if gone(p):
                 break
             time.sleep(0.01)
 

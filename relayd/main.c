@@ -60,12 +60,22 @@ const struct gh_directive relayd_directives[] = {
 	  "listeners: \"host:port\" or \"[v6]:port\", then options "
 	  "tls=none|starttls|implicit, role=mx|submission, "
 	  "auth_plaintext=yes|no, cert=FILE, key=FILE, proxy=yes|no (a "
-	  "PROXY v1/v2 header from proxy_hosts before the greeting)" },
+	  "PROXY v1/v2 header from proxy_hosts before the greeting), "
+	  "client_cert=none|optional|require (ask for a client certificate "
+	  "verified against tls_ca; require: none or unverified, no TLS)" },
 	{ "tls_cert", GH_DT_STRING, RD(tls_cert), "\"\"", 0, 0, NULL,
 	  "PEM certificate chain for TLS; set, every listener offers "
 	  "STARTTLS unless it says tls=none" },
 	{ "tls_key", GH_DT_STRING, RD(tls_key), "\"\"", 0, 0, NULL,
 	  "PEM private key of tls_cert (read before dropping privileges)" },
+	{ "tls_sni", GH_DT_STRLIST, RD(tls_sni), "[ ]", 0, 64, NULL,
+	  "certificates chosen by the name the client asks for (SNI): "
+	  "\"NAME CERTFILE KEYFILE\" each, NAME a host name or "
+	  "\"*.domain\" (one label); exact names win, no match serves the "
+	  "listener's certificate" },
+	{ "tls_ca", GH_DT_STRING, RD(tls_ca), "\"\"", 0, 0, NULL,
+	  "PEM CA certificates that verify client certificates, for "
+	  "listeners with client_cert=optional or require" },
 	{ "auth_max_failures", GH_DT_INT, RD(auth_max_failures), "5", 1,
 	  1000, NULL,
 	  "AUTH failures from one address within auth_failure_window "
@@ -358,9 +368,18 @@ listener_option(struct listener *ls, char *opt, int *tls_given,
 		ls->cert = gh_pstrdup(pool, v);
 	} else if (strcmp(opt, "key") == 0 && v[0] != '\0') {
 		ls->key = gh_pstrdup(pool, v);
+	} else if (strcmp(opt, "client_cert") == 0) {
+		if (strcmp(v, "none") == 0)
+			ls->client_cert = CLIENT_CERT_NONE;
+		else if (strcmp(v, "optional") == 0)
+			ls->client_cert = CLIENT_CERT_OPTIONAL;
+		else if (strcmp(v, "require") == 0)
+			ls->client_cert = CLIENT_CERT_REQUIRE;
+		else
+			return "client_cert is none, optional or require";
 	} else {
 		return "unknown option (tls, role, auth_plaintext, cert, key, "
-		    "proxy)";
+		    "proxy, client_cert)";
 	}
 	return NULL;
 }
@@ -395,8 +414,11 @@ listener_parse(struct listener *ls, const char *spec,
 		ls->tls = LISTEN_TLS_STARTTLS;
 	if (ls->tls == LISTEN_TLS_NONE) {
 		ls->cert = ls->key = "";
-		return NULL;
+		return ls->client_cert != CLIENT_CERT_NONE ?
+		    "client_cert needs TLS" : NULL;
 	}
+	if (ls->client_cert != CLIENT_CERT_NONE && c->tls_ca[0] == '\0')
+		return "client_cert needs relayd.tls_ca";
 	if (ls->cert[0] == '\0')
 		return "TLS needs a certificate: relayd.tls_cert or cert=";
 	if (ls->key[0] == '\0')
@@ -479,18 +501,21 @@ static int
 listeners_tls_load(struct relayd_conf *c, const char *file, char *err,
 		   size_t errlen)
 {
-	char why[512];
+	char why[768];
 	size_t i;
 
+	if (tls_conf_check(c, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "%s: %s", file, why);
+		return -1;
+	}
 	for (i = 0; i < c->nlisteners; i++) {
 		struct listener *ls = &c->listeners[i];
 
 		if (ls->tls == LISTEN_TLS_NONE)
 			continue;
-		if ((ls->ssl = tls_server_ctx(ls->cert, ls->key, why,
+		if ((ls->ssl = tls_server_ctx(c, ls, why,
 					      sizeof(why))) == NULL) {
-			snprintf(err, errlen, "%s: relayd.listen \"%s\": %s",
-				 file, ls->spec, why);
+			snprintf(err, errlen, "%s: %s", file, why);
 			listeners_tls_free(c);
 			return -1;
 		}

@@ -25,6 +25,13 @@ enum listen_tls {
 	LISTEN_TLS_IMPLICIT		/* RFC 8314, port 465 */
 };
 
+/* client_cert= of a listener: ask for a client certificate or not. */
+enum client_cert {
+	CLIENT_CERT_NONE = 0,
+	CLIENT_CERT_OPTIONAL,		/* asked for, verified, not needed */
+	CLIENT_CERT_REQUIRE		/* no verified certificate: no TLS */
+};
+
 /* One entry of relayd.listen: "ADDRESS [tls=..] [role=..] ...", parsed
  * by main.c; the strings live in the configuration's pool. */
 struct listener {
@@ -34,6 +41,7 @@ struct listener {
 	int submission;			/* role=submission: AUTH before MAIL */
 	int auth_plaintext;		/* AUTH offered without TLS */
 	const char *cert, *key;		/* "" without TLS */
+	enum client_cert client_cert;
 	int proxy;			/* proxy=yes: a PROXY header first */
 	SSL_CTX *ssl;			/* built by the master; NULL: no TLS */
 };
@@ -44,6 +52,8 @@ struct relayd_conf {
 	struct gh_strlist listen;
 	const char *tls_cert;
 	const char *tls_key;
+	struct gh_strlist tls_sni;	/* "NAME CERTFILE KEYFILE" */
+	const char *tls_ca;		/* verifies client certificates */
 	long long auth_max_failures;
 	long long auth_failure_delay;
 	long long auth_failure_window;
@@ -142,8 +152,20 @@ void session_start(struct server *srv, const struct listener *lst, int fd,
 		   const struct sockaddr *local, const char *via);
 
 /* tls.c */
-SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err,
-			size_t errlen);
+/* relayd.tls_sni syntax; errors name the directive and the entry. */
+int tls_conf_check(const struct relayd_conf *c, char *err, size_t errlen);
+/* A TLS listener's context with its SNI contexts; errors name the
+ * directive and the file. */
+SSL_CTX *tls_server_ctx(const struct relayd_conf *c,
+			const struct listener *ls, char *err, size_t errlen);
+/* After the handshake: the client's certificate, if it sent one, as
+ * conn notes tls.client_subject, tls.client_issuer,
+ * tls.client_fingerprint, tls.client_verified, a "tls" result and a
+ * log line. */
+void tls_client_record(SSL *ssl, struct gh_conn *c);
+/* The Received header's TLS comments (RFC 5321 4.4) from the conn's
+ * tls.* notes: "\r\n\t(using ...)" and the client certificate's. */
+void tls_received(const struct gh_notes *n, char *buf, size_t len);
 void tls_ctx_free(SSL_CTX *ctx);
 const char *tls_error(void);
 void tls_describe(SSL *ssl, char *version, size_t vlen, char *cipher,

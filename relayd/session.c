@@ -1064,7 +1064,7 @@ add_received(struct session *s)
 {
 	struct gh_conn *c = s->conn;
 	struct gh_txn *t = c->txn;
-	char helo[HELO_MAX * 4 + 8], date[64], rcpt[600] = "";
+	char helo[HELO_MAX * 4 + 8], date[64], rcpt[600] = "", tls[1400];
 	const char *proto;
 	time_t now = time(NULL);
 	struct tm tm;
@@ -1080,10 +1080,11 @@ add_received(struct session *s)
 	/* RFC 3848 protocol names. */
 	proto = c->esmtp ? (c->tls ? (c->auth_user ? "ESMTPSA" : "ESMTPS") :
 	    (c->auth_user ? "ESMTPA" : "ESMTP")) : "SMTP";
+	tls_received(c->notes, tls, sizeof(tls));
 	gh_header_insert(t, 0, "Received", gh_psprintf(t->pool,
-	    "from %s (%s [%s])\r\n\tby %s (gatehouse relayd) with %s id %s%s;"
-	    "\r\n\t%s", helo, c->rdns ? c->rdns : "unknown", c->remote_ip,
-	    s->srv->hostname, proto, t->id, rcpt, date));
+	    "from %s (%s [%s])%s\r\n\tby %s (gatehouse relayd) with %s id "
+	    "%s%s;\r\n\t%s", helo, c->rdns ? c->rdns : "unknown",
+	    c->remote_ip, tls, s->srv->hostname, proto, t->id, rcpt, date));
 }
 
 static void
@@ -1289,6 +1290,7 @@ tls_established(struct session *s)
 	gh_note_set(s->conn->notes, "tls.cipher", cipher);
 	gh_log(GH_LOG_INFO, "%s TLS established: %s %s", s->conn->id,
 	       version, cipher);
+	tls_client_record(ssl, s->conn);
 }
 
 static void

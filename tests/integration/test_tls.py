@@ -9,7 +9,13 @@ in TLS, its error replies, the session reset after it (RFC 3207 4.2),
 plaintext pipelined behind STARTTLS discarded (CVE-2011-0411), ESMTPS in
 Received, implicit TLS with a listener role, and the start-up errors for
 missing, unreadable or mismatched certificates and keys and bad listener
-options.
+options.  relayd.tls_sni: the certificate served for each name the client
+asks for (exact, wildcard of one label, case, none, no match) on STARTTLS
+and implicit TLS, TLS 1.2 and 1.3, after a reload, and its start-up
+errors.  Client certificates (client_cert=optional|require, relayd.tls_ca,
+a CA made here): notes plugins read (through the scripted plugin's XNOTE),
+the "tls" result in the trace header, the Received comment, refused
+handshakes logged.
 """
 import os
 import shutil
@@ -30,6 +36,12 @@ CERT = os.path.join(D, "cert.pem")
 KEY = os.path.join(D, "key.pem")
 CERT2 = os.path.join(D, "cert2.pem")
 KEY2 = os.path.join(D, "key2.pem")
+# SNI certificates, and a CA with a client certificate it signed.
+SNI_A = (os.path.join(D, "a.pem"), os.path.join(D, "a.key"))
+SNI_W = (os.path.join(D, "wild.pem"), os.path.join(D, "wild.key"))
+CA = (os.path.join(D, "ca.pem"), os.path.join(D, "ca.key"))
+CLIENT = (os.path.join(D, "client.pem"), os.path.join(D, "client.key"))
+ROGUE = (os.path.join(D, "rogue.pem"), os.path.join(D, "rogue.key"))
 
 
 def make_cert(cert, key, cn="mx.test"):
@@ -57,7 +69,23 @@ def relayd(listen, extra="", body=SINK):
     return r
 
 
+def make_signed(cert, key, subj, ca):
+    """A certificate for subj signed by the CA (cert, key)."""
+    csr = cert + ".csr"
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", subj,
+                    "-keyout", key, "-out", csr], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0],
+                    "-CAkey", ca[1], "-CAcreateserial", "-days", "2", "-out",
+                    cert], check=True, capture_output=True)
+
+
 TLS_CONF = 'tls_cert = "%s"; tls_key = "%s";' % (CERT, KEY)
+
+
+def sni_conf(*entries):
+    return "tls_sni = [ %s ];" % ", ".join('"%s"' % e for e in entries)
 
 
 def client_ctx(**kw):
@@ -146,6 +174,51 @@ def test_config_errors():
     check("unknown option", TLS_CONF, ["bogus=1"], want="unknown option")
     check("option without value", TLS_CONF, ["starttls"],
           want="expected key=value")
+
+    # relayd.tls_sni: each entry's files and syntax, named.
+    sni_a = "a.example.test %s %s" % SNI_A
+    check("SNI certificate missing", TLS_CONF + sni_conf(
+        "a.example.test %s %s" % (missing, SNI_A[1])),
+        want='relayd.tls_sni "a.example.test %s %s": TLS certificate %s: '
+        'No such file' % (missing, SNI_A[1], missing))
+    check("SNI key missing", TLS_CONF + sni_conf(
+        "a.example.test %s %s" % (SNI_A[0], missing)),
+        want='relayd.tls_sni "a.example.test %s %s": TLS key %s: No such '
+        'file' % (SNI_A[0], missing, missing))
+    check("SNI key of another certificate", TLS_CONF + sni_conf(
+        "a.example.test %s %s" % (SNI_A[0], KEY2)),
+        want='relayd.tls_sni "a.example.test %s %s": TLS key %s' %
+        (SNI_A[0], KEY2, KEY2))
+    check("SNI garbage certificate", TLS_CONF + sni_conf(
+        "a.example.test %s %s" % (garbage, SNI_A[1])),
+        want="relayd.tls_sni \"a.example.test %s" % garbage)
+    check("SNI entry of two words", TLS_CONF + sni_conf(
+        "a.example.test %s" % SNI_A[0]),
+        want='expected "NAME CERTFILE KEYFILE"')
+    check("SNI entry of four words", TLS_CONF + sni_conf(sni_a + " x"),
+          want='expected "NAME CERTFILE KEYFILE"')
+    for bad in ("*.test", "a*.example.test", "*", "under_score.test",
+                "-a.example.test", "a..example.test", "*.*.example.test"):
+        check("SNI name %s" % bad, TLS_CONF + sni_conf(
+            "%s %s %s" % ((bad,) + SNI_A)),
+            want="NAME is a host name or *.domain")
+    check("SNI name twice", TLS_CONF + sni_conf(
+        sni_a, "A.example.test %s %s" % SNI_W), want="NAME listed twice")
+    check("SNI syntax checked without TLS", sni_conf("bad_name x y"),
+          ["tls=none"], want="NAME is a host name or *.domain")
+    # Client certificates.
+    check("client_cert without tls_ca", TLS_CONF, ["client_cert=require"],
+          want="client_cert needs relayd.tls_ca")
+    check("client_cert without TLS", 'tls_ca = "%s";' % CA[0],
+          ["tls=none client_cert=optional"], want="client_cert needs TLS")
+    check("bad client_cert", TLS_CONF, ["client_cert=yes"],
+          want="client_cert is none, optional or require")
+    check("tls_ca missing", TLS_CONF + 'tls_ca = "%s";' % missing,
+          ["client_cert=optional"],
+          want="relayd.tls_ca: TLS CA file %s: No such file" % missing)
+    check("tls_ca garbage", TLS_CONF + 'tls_ca = "%s";' % garbage,
+          ["client_cert=require"],
+          want="relayd.tls_ca %s: no usable CA certificate" % garbage)
 
     r = relayd(["", "tls=implicit role=submission", "tls=none",
                 "cert=%s key=%s" % (CERT2, KEY2)], TLS_CONF)
@@ -419,9 +492,276 @@ def test_reload(r):
             "CN = other.test" in out or "CN=other.test" in out, out[:800])
 
 
+def served_cn(port, name, args=("-starttls", "smtp")):
+    """The CN of the certificate served for SNI name (None: no SNI)."""
+    sni = ["-servername", name] if name else ["-noservername"]
+    p = subprocess.run(["openssl", "s_client", "-connect",
+                        "127.0.0.1:%d" % port] + sni + list(args),
+                       input=b"QUIT\r\n", capture_output=True, timeout=20)
+    out = p.stdout.decode(errors="replace")
+    for line in out.splitlines():
+        if line.startswith("subject="):
+            return line.split("CN", 1)[-1].lstrip(" =")
+    return None
+
+
+def test_sni():
+    entries = ["*.example.test %s %s" % SNI_W,
+               "a.example.test %s %s" % SNI_A]
+    with relayd(["", "tls=implicit"], TLS_CONF + sni_conf(*entries)) as r:
+        for name, want in (("a.example.test", "a.example.test"),
+                           ("A.Example.TEST", "a.example.test"),
+                           ("b.example.test", "wild.example.test"),
+                           ("x.b.example.test", "mx.test"),
+                           ("example.test", "mx.test"),
+                           ("other.test", "mx.test"),
+                           (None, "mx.test")):
+            got = served_cn(r.port, name)
+            R.check("SNI %s: %s served" % (name, want), got == want, got)
+        got = served_cn(r.port, "b.example.test",
+                        ("-starttls", "smtp", "-tls1_2"))
+        R.check("SNI under TLS 1.2: wildcard served",
+                got == "wild.example.test", got)
+        got = served_cn(r.ports[1], "a.example.test", ())
+        R.check("SNI on implicit TLS: exact name served",
+                got == "a.example.test", got)
+        # A session under an SNI certificate carries mail as usual.
+        c = gh.Client(r.port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        c.cmd("STARTTLS")
+        c.sock = client_ctx().wrap_socket(c.sock,
+                                          server_hostname="a.example.test")
+        R.check("SNI: Python sees the exact name's certificate",
+                c.sock.getpeercert(binary_form=True) ==
+                ssl.PEM_cert_to_DER_cert(open(SNI_A[0]).read()))
+        code, _ = c.cmd("EHLO client.test")
+        code, lines = c.cmd("QUIT")
+        R.check("SNI: session goes on under TLS", code == 221, lines)
+        c.close()
+        # Reload: a new entry serves the next connections.
+        text = open(r.conf).read().replace(
+            '"a.example.test ', '"c.example.test %s %s", "a.example.test '
+            % SNI_A)
+        open(r.conf, "w").write(text)
+        r.proc.send_signal(signal.SIGHUP)
+        for _ in range(100):
+            if "generation 1" in r.log_text():
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        got = served_cn(r.port, "c.example.test")
+        R.check("SNI after reload: the new entry is served",
+                got == "a.example.test", got)
+        # A reload with a broken entry is refused; the old one serves.
+        text = open(r.conf).read().replace('"c.example.test %s' % SNI_A[0],
+                                           '"c.example.test %s.gone'
+                                           % SNI_A[0])
+        open(r.conf, "w").write(text)
+        r.proc.send_signal(signal.SIGHUP)
+        for _ in range(100):
+            if "relayd.tls_sni" in r.log_text():
+                break
+            time.sleep(0.05)
+        R.check("SNI: a reload with a missing file is refused, named",
+                'relayd.tls_sni "c.example.test %s.gone' % SNI_A[0]
+                in r.log_text(), r.log_text()[-500:])
+        got = served_cn(r.port, "c.example.test")
+        R.check("SNI: the running configuration still serves",
+                got == "a.example.test", got)
+
+
+def client_session(port, cert=None, implicit=False):
+    """EHLO under TLS with an optional client certificate; returns the
+    Client, or None when the server ended the handshake."""
+    ctx = client_ctx()
+    if cert:
+        ctx.load_cert_chain(cert[0], cert[1])
+    c = gh.Client(port)
+    try:
+        if implicit:
+            c.sock = ctx.wrap_socket(c.sock)
+            c.reply()
+        else:
+            c.reply()
+            c.cmd("EHLO client.test")
+            c.cmd("STARTTLS")
+            c.sock = ctx.wrap_socket(c.sock)
+        # TLS 1.3: a refused client certificate shows at the first read.
+        code, _ = c.cmd("EHLO client.test")
+        if code != 250:
+            c.close()
+            return None
+    except (ssl.SSLError, OSError):
+        c.close()
+        return None
+    return c
+
+
+def note(c, key):
+    code, lines = c.cmd("XNOTE " + key)
+    return lines[0].split("=", 1)[1] if code == 250 else None
+
+
+def send_mail(c, subject):
+    c.cmd("MAIL FROM:<b@example.test>")
+    c.cmd("RCPT TO:<a@example.test>")
+    c.cmd("DATA")
+    code, lines = c.cmd("Subject: %s\r\n\r\nhello\r\n." % subject)
+    c.cmd("QUIT")
+    c.close()
+    return code
+
+
+def wait_message(r, subject):
+    for _ in range(100):
+        m = [m for m in r.messages() if subject.encode() in m]
+        if m:
+            return m[0]
+        time.sleep(0.05)
+    return b""
+
+
+def test_client_cert():
+    conf = TLS_CONF + 'tls_ca = "%s"; trace_header = "X-Trace";' % CA[0]
+    conf += sni_conf("a.example.test %s %s" % SNI_A)
+    with relayd(["client_cert=optional", "client_cert=require",
+                 "tls=implicit client_cert=require", ""], conf) as r:
+        fp = subprocess.run(["openssl", "x509", "-in", CLIENT[0], "-noout",
+                             "-fingerprint", "-sha256"], capture_output=True,
+                            text=True).stdout.split("=", 1)[1].strip()
+        fp = fp.replace(":", "").lower()
+
+        # optional, a certificate from the CA: verified.
+        c = client_session(r.port, CLIENT)
+        R.check("optional + CA's certificate: session", c is not None)
+        if c is not None:
+            R.check("note tls.client_subject",
+                    note(c, "tls.client_subject") ==
+                    "CN=client.test,O=Example")
+            R.check("note tls.client_issuer",
+                    note(c, "tls.client_issuer") == "CN=gatehouse test CA")
+            R.check("note tls.client_fingerprint (SHA-256)",
+                    note(c, "tls.client_fingerprint") == fp)
+            R.check("note tls.client_verified yes",
+                    note(c, "tls.client_verified") == "yes")
+            R.check("optional + CA's: message accepted",
+                    send_mail(c, "ccert-ok") == 250)
+            m = wait_message(r, "ccert-ok")
+            R.check("Received: TLS comment", b"(using TLSv1.3 with cipher "
+                    b"TLS_" in m, m[:600])
+            R.check("Received: client certificate verified",
+                    b'(client certificate "CN=client.test,O=Example" '
+                    b'verified)' in m, m[:600])
+            R.check("trace: tls result pass",
+                    b"tls=pass(client certificate CN=client.test,O=Example"
+                    b": ok)" in m, m[:800])
+
+        # optional, a self-signed one: TLS goes on, not verified.
+        c = client_session(r.port, ROGUE)
+        R.check("optional + unknown certificate: session", c is not None)
+        if c is not None:
+            R.check("note tls.client_verified no",
+                    note(c, "tls.client_verified") == "no")
+            R.check("note tls.client_subject of the unknown certificate",
+                    note(c, "tls.client_subject") == "CN=rogue.test")
+            send_mail(c, "ccert-rogue")
+            m = wait_message(r, "ccert-rogue")
+            R.check("Received: client certificate not verified",
+                    b'(client certificate "CN=rogue.test" not verified)' in
+                    m, m[:600])
+            R.check("trace: tls result fail with the reason",
+                    b"tls=fail(client certificate CN=rogue.test: self-signed"
+                    in m, m[:800])
+
+        # optional, none: no notes, Received without the comment.
+        c = client_session(r.port)
+        R.check("optional + no certificate: session", c is not None)
+        if c is not None:
+            R.check("no certificate: no tls.client_subject",
+                    note(c, "tls.client_subject") == "(unset)")
+            R.check("no certificate: tls.version still noted",
+                    note(c, "tls.version") == "TLSv1.3")
+            send_mail(c, "ccert-none")
+            m = wait_message(r, "ccert-none")
+            R.check("Received: TLS comment, no certificate comment",
+                    b"(using TLSv1.3" in m and b"client certificate" not in
+                    m, m[:600])
+
+        # require.
+        c = client_session(r.ports[1], CLIENT)
+        R.check("require + CA's certificate: session", c is not None and
+                note(c, "tls.client_verified") == "yes")
+        if c is not None:
+            c.close()
+        R.check("require + no certificate: refused",
+                client_session(r.ports[1]) is None)
+        R.check("require + unknown certificate: refused",
+                client_session(r.ports[1], ROGUE) is None)
+        c = client_session(r.ports[2], CLIENT, implicit=True)
+        R.check("implicit require + CA's certificate: session",
+                c is not None and
+                note(c, "tls.client_verified") == "yes")
+        if c is not None:
+            c.close()
+        R.check("implicit require + unknown certificate: refused",
+                client_session(r.ports[2], ROGUE, implicit=True) is None)
+        # TLS 1.2 asks in the handshake as well.
+        ctx12 = client_ctx(maximum_version=ssl.TLSVersion.TLSv1_2)
+        ctx12.load_cert_chain(*ROGUE)
+        c = gh.Client(r.ports[1])
+        c.reply()
+        c.cmd("EHLO client.test")
+        c.cmd("STARTTLS")
+        try:
+            c.sock = ctx12.wrap_socket(c.sock)
+            refused = c.cmd("EHLO client.test")[0] != 250
+        except (ssl.SSLError, OSError):
+            refused = True
+        c.close()
+        R.check("require under TLS 1.2 + unknown certificate: refused",
+                refused)
+        # SNI contexts ask and verify the same way.
+        got = subprocess.run(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % r.ports[1],
+             "-starttls", "smtp", "-servername", "a.example.test",
+             "-cert", CLIENT[0], "-key", CLIENT[1], "-ign_eof",
+             "-nocommands"], input=b"EHLO x\r\nQUIT\r\n",
+            capture_output=True, timeout=20).stdout.decode(errors="replace")
+        R.check("require + SNI name + CA's certificate: s_client served",
+                "CN = a.example.test" in got and "221 2.0.0" in got,
+                got[-600:])
+        got = subprocess.run(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % r.ports[1],
+             "-starttls", "smtp", "-servername", "a.example.test",
+             "-ign_eof", "-nocommands"], input=b"EHLO x\r\nQUIT\r\n",
+            capture_output=True, timeout=20).stdout.decode(errors="replace")
+        R.check("require + SNI name + no certificate: refused",
+                "221 2.0.0" not in got, got[-600:])
+        # The listener without client_cert asks for nothing.
+        c = client_session(r.ports[3], CLIENT)
+        R.check("no client_cert: certificate not asked for", c is not None
+                and note(c, "tls.client_subject") == "(unset)")
+        if c is not None:
+            c.close()
+        log = r.log_text()
+        R.check("log: verified client certificate with fingerprint",
+                'TLS client certificate "CN=client.test,O=Example" issuer '
+                '"CN=gatehouse test CA" sha256 %s: verified' % fp in log,
+                log[-800:])
+        R.check("log: refused handshakes say why",
+                "peer did not return a certificate" in log and
+                "certificate verify failed" in log, log[-800:])
+
+
 def main():
     make_cert(CERT, KEY)
     make_cert(CERT2, KEY2, "other.test")
+    make_cert(SNI_A[0], SNI_A[1], "a.example.test")
+    make_cert(SNI_W[0], SNI_W[1], "wild.example.test")
+    make_cert(CA[0], CA[1], "gatehouse test CA")
+    make_signed(CLIENT[0], CLIENT[1], "/O=Example/CN=client.test", CA)
+    make_cert(ROGUE[0], ROGUE[1], "rogue.test")
     test_config_errors()
     test_no_tls()
     with relayd(["", "tls=implicit", "tls=none",
@@ -433,6 +773,9 @@ def main():
         test_swaks(r, 1)
         test_implicit(r)
         test_reload(r)
+    make_cert(CERT, KEY)	# test_reload left other.test there
+    test_sni()
+    test_client_cert()
     return R.done()
 
 

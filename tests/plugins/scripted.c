@@ -7,7 +7,8 @@
  * that hook for the rest of the connection.  SPEC is a verdict name, or
  * "VERDICT:code:enh:text" for a custom reply, or "AGAIN:VERDICT:ms" to
  * answer after ms milliseconds from a timer, or "AGAIN:never" to test the
- * deadline.  The connect-stage hooks come before any command, so
+ * deadline.  "XNOTE KEY" answers 250 with the connection note KEY.
+ * The connect-stage hooks come before any command, so
  * `connect` and `lookup_rdns` are directives.  Unscripted, the plugin
  * accepts recipients (rcpt OK) and, when sink_dir is set, queues each
  * message into sink_dir as TXNID.eml and answers OK.
@@ -143,7 +144,16 @@ static enum gh_verdict
 on_unrecognized(struct gh_call *c)
 {
 	char hook[64], spec[400], key[80];
+	const char *v;
 
+	/* "XNOTE KEY": the connection note's value, for tests of what the
+	 * host records (tls.*, rdns.*). */
+	if (sscanf(c->arg, "XNOTE %79s", key) == 1) {
+		v = gh_note_get(c->conn->notes, key);
+		gh_reply(c, 250, "2.0.0", "%s=%s", key, v != NULL ? v :
+			 "(unset)");
+		return GH_OK;
+	}
 	if (sscanf(c->arg, "XSCRIPT %63s %399[^\n]", hook, spec) == 2) {
 		if (gh_hook_from_name(hook) < 0) {
 			gh_reply(c, 501, "5.5.4", "no hook %s", hook);

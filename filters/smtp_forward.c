@@ -372,8 +372,9 @@ queue_done(void *arg, const struct smtpc_result *res)
 	    !r->local) {
 		t->queue_reply = gh_psprintf(t->pool, "%s; next hop said: %s%s"
 		    "%s", t->id, r->enh, r->enh[0] ? " " : "", r->text);
-		gh_clog(c, GH_LOG_INFO, "forwarded %s to %s: %d %s %s", t->id,
-			q->hop, r->code, r->enh, r->text);
+		gh_clog(c, GH_LOG_INFO, "forwarded %s to %s (%s%s): %d %s %s",
+			t->id, q->hop, res->tls[0] ? "TLS " : "no TLS",
+			res->tls, r->code, r->enh, r->text);
 		gh_result(c, GH_PASS, "%s %d %s", q->hop, r->code, r->enh);
 		v = GH_OK;
 	} else {

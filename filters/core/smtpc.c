@@ -1580,6 +1580,9 @@ txn_finish(struct smtpc_txn *x, enum smtpc_stage stage,
 
 	x->res.stage = stage;
 	x->res.reply = *r;
+	if (x->conn != NULL && x->conn->tls)
+		snprintf(x->res.tls, sizeof(x->res.tls), "%s",
+		    x->conn->tls_desc);
 	if (x->conn != NULL)
 		smtpc_release(x->conn, 1);
 	res = x->res;

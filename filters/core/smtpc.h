@@ -194,6 +194,8 @@ struct smtpc_result {
 	size_t nrcpts;
 	size_t nrefused;		/* RCPT refusals */
 	size_t nfailed;			/* LMTP final refusals */
+	char tls[96];			/* the connection's TLS, as
+					 * smtpc_tls_info(), or "" */
 };
 
 typedef void (*smtpc_txn_done_fn)(void *arg, const struct smtpc_result *r);

@@ -257,6 +257,9 @@ try:
             "TLS established: TLSv1.3 TLS_" in log and
             "certificate not checked" in log,
             [l for l in log.splitlines() if "smtpc" in l][:5])
+    R.check("each forwarded message logged with its TLS",
+            log.count("to 127.0.0.1:%d (TLS TLSv1.3 TLS_" % hop.port) == 2,
+            [l for l in log.splitlines() if "forwarded" in l])
     R.check("pooled connection keeps TLS: one handshake for two messages",
             log.count("TLS established") == 1, str(log.count(
                 "TLS established")))
@@ -349,7 +352,8 @@ try:
         R.check("opportunistic, no STARTTLS: delivered",
                 len(os.listdir(dump)) == 1, repr(os.listdir(dump)))
         R.check("opportunistic, no STARTTLS: logged",
-                "session in clear (tls = opportunistic)" in r.log_text())
+                "session in clear (tls = opportunistic)" in r.log_text() and
+                "(no TLS): 250" in r.log_text())
     finally:
         r.stop()
     # tls = "off" never asks.

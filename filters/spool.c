@@ -97,6 +97,12 @@ struct spool_conf {
 	int outbound;
 	long long mx_port;
 	long long max_per_destination;
+	int tls;			/* enum smtpc_tls */
+	const char *tls_ca;
+	int tls_verify;
+	const char *tls_verify_name;
+	int mx_tls;
+	int mx_tls_verify;
 };
 
 static const char *const proto_choices[] = { "smtp", "lmtp", NULL };
@@ -165,6 +171,28 @@ static const struct gh_directive spool_directives[] = {
 	  offsetof(struct spool_conf, max_per_destination), "10", 1, 10000,
 	  NULL, "connections per worker to one MX host address (idle ones "
 	  "reused for idle_timeout)" },
+	{ "tls", GH_DT_ENUM, offsetof(struct spool_conf, tls),
+	  "\"opportunistic\"", 0, 0, smtpc_tls_choices, "STARTTLS to the "
+	  "next hop (RFC 3207): \"off\", \"opportunistic\" (when offered, "
+	  "no checks: RFC 7435) or \"required\" (else 451 4.7.x, retried)" },
+	{ "tls_ca", GH_DT_STRING, offsetof(struct spool_conf, tls_ca), "\"\"",
+	  0, 0, NULL, "PEM file of the CAs tls_verify and mx_tls_verify "
+	  "trust; \"\": the system's" },
+	{ "tls_verify", GH_DT_BOOL, offsetof(struct spool_conf, tls_verify),
+	  "false", 0, 0, NULL, "check the next hop's certificate chain and "
+	  "name (needs tls = \"required\"); a failed check is 451 4.7.5" },
+	{ "tls_verify_name", GH_DT_STRING,
+	  offsetof(struct spool_conf, tls_verify_name), "\"\"", 0, 0, NULL,
+	  "the name the next hop's certificate must carry (and SNI); \"\": "
+	  "host" },
+	{ "mx_tls", GH_DT_ENUM, offsetof(struct spool_conf, mx_tls),
+	  "\"opportunistic\"", 0, 0, smtpc_tls_choices, "STARTTLS to MX "
+	  "hosts, as tls; with \"required\" a host without TLS is skipped "
+	  "for the next MX" },
+	{ "mx_tls_verify", GH_DT_BOOL,
+	  offsetof(struct spool_conf, mx_tls_verify), "false", 0, 0, NULL,
+	  "check each MX host's certificate against tls_ca and the MX name "
+	  "(needs mx_tls = \"required\")" },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
 };
 
@@ -241,6 +269,7 @@ struct mxpool {
 	LIST_ENTRY(mxpool) entry;
 	char ip[64];
 	int port;
+	char name[256];			/* the MX name: SNI, certificate */
 	struct smtpc_pool *pool;
 };
 
@@ -1401,7 +1430,7 @@ dlv_done(void *arg, const struct smtpc_result *res)
 /* Routing (RFC 5321 5.1): get_mx hook, MX records, implicit MX.         */
 
 static struct smtpc_pool *
-mxpool_get(struct spool *sp, const char *ip, int port)
+mxpool_get(struct spool *sp, const char *ip, int port, const char *name)
 {
 	const struct spool_conf *cf = sp->cf;
 	struct smtpc_dest dst;
@@ -1409,11 +1438,13 @@ mxpool_get(struct spool *sp, const char *ip, int port)
 	char err[256];
 
 	LIST_FOREACH(m, &sp->mxpools, entry)
-		if (m->port == port && strcmp(m->ip, ip) == 0)
+		if (m->port == port && strcmp(m->ip, ip) == 0 &&
+		    strcmp(m->name, name) == 0)
 			return m->pool;
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return NULL;
 	snprintf(m->ip, sizeof(m->ip), "%s", ip);
+	snprintf(m->name, sizeof(m->name), "%s", name);
 	m->port = port;
 	memset(&dst, 0, sizeof(dst));
 	dst.proto = SMTPC_SMTP;
@@ -1425,6 +1456,12 @@ mxpool_get(struct spool *sp, const char *ip, int port)
 	dst.data_timeout = cf->data_timeout;
 	dst.idle_timeout = cf->idle_timeout;
 	dst.max_connections = cf->max_per_destination;
+	dst.tls = (enum smtpc_tls)cf->mx_tls;
+	dst.tls_verify = cf->mx_tls_verify;
+	dst.tls_ca = cf->tls_ca;
+	/* The name the MX record gave (RFC 7672 would want DANE to trust
+	 * it; here it is what the certificate must carry). */
+	dst.tls_verify_name = m->name;
 	if ((m->pool = smtpc_pool_new(sp->p->base, &dst, err,
 	    sizeof(err))) == NULL) {
 		gh_log(GH_LOG_ERR, "spool: MX host %s: %s", ip, err);
@@ -1469,7 +1506,8 @@ addr_next(struct dlv *d)
 	while (d->ai < d->naddrs) {
 		const char *ip = d->addrs[d->ai++];
 
-		if ((d->pool = mxpool_get(d->sp, ip, h->port)) == NULL)
+		if ((d->pool = mxpool_get(d->sp, ip, h->port,
+		    h->name)) == NULL)
 			continue;
 		snprintf(d->hop, sizeof(d->hop), "%s",
 			 smtpc_pool_name(d->pool));
@@ -2294,6 +2332,23 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	d.data_timeout = cf->data_timeout;
 	d.idle_timeout = cf->idle_timeout;
 	d.max_connections = cf->max_connections;
+	/* As smtp_forward: a certificate check means something only when
+	 * failing it stops the mail (RFC 7435). */
+	if ((cf->tls_verify && cf->tls != SMTPC_TLS_REQUIRED) ||
+	    (cf->mx_tls_verify && cf->mx_tls != SMTPC_TLS_REQUIRED)) {
+		snprintf(err, errlen, "spool: %s needs %s = \"required\" "
+			 "(opportunistic TLS checks no certificate: RFC 7435)",
+			 cf->tls_verify && cf->tls != SMTPC_TLS_REQUIRED ?
+			 "tls_verify" : "mx_tls_verify",
+			 cf->tls_verify && cf->tls != SMTPC_TLS_REQUIRED ?
+			 "tls" : "mx_tls");
+		return -1;
+	}
+	/* No TLS on a Unix socket: the hop is this machine. */
+	d.tls = d.path != NULL ? SMTPC_TLS_OFF : (enum smtpc_tls)cf->tls;
+	d.tls_verify = cf->tls_verify;
+	d.tls_ca = cf->tls_ca;
+	d.tls_verify_name = cf->tls_verify_name;
 	if ((sp->pool = smtpc_pool_new(p->base, &d, err, errlen)) == NULL)
 		return -1;
 	if (pipe2(sp->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -2423,7 +2478,15 @@ static const char spool_doc[] =
 "queue id as txn->id, the recipient as rcpt, the reply as arg and the\n"
 "txn note \"spool.hop\" naming the host that answered (see filter.h).\n"
 "\n"
-"Not done yet: STARTTLS to the hop, DSN parameters of RFC 3461\n"
+"TLS.  STARTTLS (RFC 3207) to the next hop follows `tls`, to MX hosts\n"
+"`mx_tls`: opportunistic by default (used when offered, nothing\n"
+"checked, RFC 7435; a failed handshake is retried in clear).  With\n"
+"\"required\" nothing goes out in clear: 451 4.7.x, the next MX host,\n"
+"then a retry.  tls_verify (next hop: tls_verify_name or host) and\n"
+"mx_tls_verify (the name in the MX record) also check the certificate\n"
+"against tls_ca, 451 4.7.5 when it fails; no DANE or MTA-STS yet.\n"
+"\n"
+"Not done yet: DSN parameters of RFC 3461\n"
 "(NOTIFY, RET, ORCPT, ENVID); equal-preference MX hosts are tried in\n"
 "the resolver's order, not shuffled, and an MX naming this host is not\n"
 "detected.\n"

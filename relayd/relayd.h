@@ -163,6 +163,8 @@ SSL_CTX *tls_server_ctx(const struct relayd_conf *c,
  * tls.client_fingerprint, tls.client_verified, a "tls" result and a
  * log line. */
 void tls_client_record(SSL *ssl, struct gh_conn *c);
+/* Why the client's certificate did not verify, or NULL. */
+const char *tls_verify_error(SSL *ssl);
 /* The Received header's TLS comments (RFC 5321 4.4) from the conn's
  * tls.* notes: "\r\n\t(using ...)" and the client certificate's. */
 void tls_received(const struct gh_notes *n, char *buf, size_t len);

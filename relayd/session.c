@@ -1298,12 +1298,16 @@ tls_failed(struct session *s, short what)
 {
 	unsigned long e = bufferevent_get_openssl_error(s->bev);
 	char why[256];
+	const char *cert = tls_verify_error(bufferevent_openssl_get_ssl(
+	    s->bev));
 
 	snprintf(why, sizeof(why), "%s", what & BEV_EVENT_TIMEOUT ?
 		 "timeout" : "connection closed");
 	if (e != 0)
 		ERR_error_string_n(e, why, sizeof(why));
-	gh_log(GH_LOG_INFO, "%s TLS handshake failed: %s", s->conn->id, why);
+	gh_log(GH_LOG_INFO, "%s TLS handshake failed: %s%s%s", s->conn->id,
+	       why, cert != NULL ? ": client certificate: " : "",
+	       cert != NULL ? cert : "");
 }
 
 /* Anything that came with or after STARTTLS was sent in plain text

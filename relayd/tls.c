@@ -507,6 +507,16 @@ tls_client_record(SSL *ssl, struct gh_conn *c)
 	       cl.verified ? "verified" : cl.why);
 }
 
+const char *
+tls_verify_error(SSL *ssl)
+{
+	long v;
+
+	if (ssl == NULL || (v = SSL_get_verify_result(ssl)) == X509_V_OK)
+		return NULL;
+	return X509_verify_cert_error_string(v);
+}
+
 /* Text for a header comment: RFC 5322 3.2.2 quotes ( ) and \\. */
 static void
 comment_text(char *dst, size_t n, const char *s)

@@ -16,6 +16,7 @@ certificate findings that come from the throwaway CA alone (EXCUSED).
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -75,20 +76,25 @@ def run_testssl(port, ca):
            "--quiet", "--nodns", "none", "--color", "0",
            "--connect-timeout", "10", "--openssl-timeout", "10",
            "127.0.0.1:%d" % port]
+    # Its own process group: on a timeout its openssl children go too.
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, cwd=D,
+                         start_new_session=True)
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=D,
-                           timeout=RUN_TIMEOUT)
+        stdout, _ = p.communicate(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
         R.check("testssl finished within %d s" % RUN_TIMEOUT, False)
         return None
     with open(os.path.join(D, "testssl.out"), "w") as f:
-        f.write(p.stdout + p.stderr)
+        f.write(stdout)
     try:
         with open(out) as f:
             findings = json.load(f)
     except (OSError, ValueError) as e:
         R.check("testssl wrote its JSON file", False,
-                "%r rc=%d %s" % (e, p.returncode, p.stdout[-1500:]))
+                "%r rc=%d %s" % (e, p.returncode, stdout[-1500:]))
         return None
     R.check("testssl wrote its JSON file", True)
     return findings

@@ -751,7 +751,8 @@ def test_client_cert():
                 log[-800:])
         R.check("log: refused handshakes say why",
                 "peer did not return a certificate" in log and
-                "certificate verify failed" in log, log[-800:])
+                "certificate verify failed: client certificate: "
+                "self-signed certificate" in log, log[-800:])
 
 
 def main():

@@ -26,6 +26,7 @@ import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import gh  # noqa: E402
+import postfix  # noqa: E402
 
 R = gh.Results("forward_tls")
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -303,6 +304,38 @@ try:
             "certificate verified for mx.test" in r.log_text())
 finally:
     r.stop()
+
+# The same against a real MTA: a private Postfix with a certificate.
+pf = postfix.Postfix(milter=False)
+with open(os.path.join(pf.etc, "main.cf")) as f:
+    text = f.read().replace("smtpd_tls_security_level = none\n", "")
+with open(os.path.join(pf.etc, "main.cf"), "w") as f:
+    f.write(text + "smtpd_tls_security_level = may\n"
+            "smtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n"
+            "smtpd_tls_received_header = yes\nsmtpd_tls_loglevel = 1\n"
+            % (CERT, KEY))
+# smtpd's TLS needs the tlsmgr service (entropy, session cache).
+with open(os.path.join(pf.etc, "master.cf"), "a") as f:
+    f.write("tlsmgr    unix  -       -       n       1000?   1       "
+            "tlsmgr\n")
+try:
+    pf.start()
+    r = front(pf.port, 'tls = "required"; tls_verify = true; '
+              'tls_ca = "%s"; tls_verify_name = "mx.test";' % CERT)
+    try:
+        code, last = send(r.port, "b@example.net")
+        R.check("Postfix hop, required + verified: 250", code == 250, last)
+        msgs = [m for m in pf.wait_messages(1)
+                if "Subject: tls forward" in m]
+        R.check("Postfix hop: Received says TLS",
+                len(msgs) == 1 and "with ESMTPS" in msgs[0] and
+                "(using TLSv1.3" in msgs[0], repr(pf.messages())[:600])
+        R.check("Postfix hop: its log says TLS",
+                "TLS connection established from" in pf.maillog())
+    finally:
+        r.stop()
+finally:
+    pf.stop()
 
 # (e) A CA that did not sign the hop's certificate; a name it lacks.
 for label, extra, want in [

@@ -51,8 +51,6 @@
  * 10 s, or a quarter of eom_timeout when that is shorter. */
 #define PROGRESS_EVERY 10
 
-static const struct milterd_conf *bconf;
-static unsigned next_loop;
 
 /* The macros each stage copies (Postfix only sends those with a value). */
 static const char *const connect_macros[] = {
@@ -102,7 +100,6 @@ sess_get(SMFICTX *ctx)
 {
 	struct msess *s = smfi_getpriv(ctx);
 	pthread_condattr_t ca;
-	unsigned n;
 
 	if (s != NULL)
 		return s;
@@ -112,11 +109,16 @@ sess_get(SMFICTX *ctx)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	/* Round robin over the loop threads. */
-	n = __atomic_fetch_add(&next_loop, 1, __ATOMIC_RELAXED);
-	s->loop = milterd_loops[n % (unsigned)milterd_nloops];
+	/* A loop thread of the current generation, for the whole session
+	 * (a reload does not move it). */
+	if ((s->loop = gen_attach()) == NULL) {
+		pthread_cond_destroy(&s->cv);
+		free(s);
+		return NULL;
+	}
 	gh_make_id(s->id, sizeof(s->id));
 	if (smfi_setpriv(ctx, s) != MI_SUCCESS) {
+		gen_detach(s->loop);
 		pthread_cond_destroy(&s->cv);
 		free(s);
 		return NULL;
@@ -282,10 +284,11 @@ static sfsistat
 fail_answer(SMFICTX *ctx, struct msess *s, const char *stage)
 {
 	static const char *const names[] = { "tempfail", "reject", "accept" };
+	int fa = s != NULL ? s->loop->conf->fail_action : FAIL_TEMPFAIL;
 
 	gh_log(GH_LOG_WARN, "%s no verdict at %s in time: answering %s",
-	       s != NULL ? s->id : "-", stage, names[bconf->fail_action]);
-	switch (bconf->fail_action) {
+	       s != NULL ? s->id : "-", stage, names[fa]);
+	switch (fa) {
 	case FAIL_REJECT:
 		set_reply(ctx, s, 550, "5.7.1",
 			  "Message refused: mail filter unavailable");
@@ -306,7 +309,7 @@ post_wait(SMFICTX *ctx, struct msess *s, struct job *j, const char *stage)
 	sfsistat r;
 
 	loop_post(s->loop, j);
-	if (job_wait(ctx, j, bconf->reply_timeout, 0) != 0)
+	if (job_wait(ctx, j, s->loop->conf->reply_timeout, 0) != 0)
 		return fail_answer(ctx, s, stage);
 	r = answer(ctx, s, j);
 	job_free(j);
@@ -589,7 +592,7 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 	if (s == NULL)
 		return SMFIS_CONTINUE;
 	cont = s->nr_hdr ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-	bound = (size_t)bconf->max_header_size;
+	bound = (size_t)s->loop->conf->max_header_size;
 	if (s->htoobig)
 		return cont;
 	if (s->hlen + strlen(name) + strlen(value) + 4 > bound) {
@@ -644,12 +647,13 @@ static sfsistat
 cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 {
 	struct msess *s = smfi_getpriv(ctx);
-	uint64_t max = (uint64_t)bconf->body_max;
+	uint64_t max;
 	struct job *j;
 	size_t take;
 
 	if (s == NULL)
 		return SMFIS_CONTINUE;
+	max = (uint64_t)s->loop->conf->body_max;
 	if (s->body >= max)
 		return s->can_skip ? SMFIS_SKIP : SMFIS_CONTINUE;
 	take = (uint64_t)len > max - s->body ? (size_t)(max - s->body) : len;
@@ -665,8 +669,8 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 	loop_post(s->loop, j);
 	if (take < len) {
 		gh_log(GH_LOG_INFO, "%s body over body_max (%lld octets): "
-		       "plugins see the first %lld", s->id, bconf->body_max,
-		       bconf->body_max);
+		       "plugins see the first %lld", s->id, (long long)max,
+		       (long long)max);
 		return s->can_skip ? SMFIS_SKIP : SMFIS_CONTINUE;
 	}
 	return SMFIS_CONTINUE;
@@ -772,7 +776,7 @@ eom_apply(SMFICTX *ctx, struct msess *s, const struct job *j)
 	if (j->trace != NULL) {
 		/* At the top, as a trace field (RFC 5322 3.6.7). */
 		if ((v = hvalue(s, j->trace)) == NULL ||
-		    smfi_insheader(ctx, 0, (char *)bconf->trace_header, v) !=
+		    smfi_insheader(ctx, 0, (char *)s->loop->conf->trace_header, v) !=
 		    MI_SUCCESS)
 			gh_log(GH_LOG_WARN, "%s cannot insert the trace "
 			       "header", s->id);
@@ -792,7 +796,7 @@ cb_eom(SMFICTX *ctx)
 		return fail_answer(ctx, s, "eom");
 	message_clear(s);
 	loop_post(s->loop, j);
-	if (job_wait(ctx, j, bconf->eom_timeout, 1) != 0)
+	if (job_wait(ctx, j, s->loop->conf->eom_timeout, 1) != 0)
 		return fail_answer(ctx, s, "eom");
 	r = answer(ctx, s, j);
 	if (r == SMFIS_CONTINUE)
@@ -888,7 +892,6 @@ socket_chmod(const char *spec, const char *mode, char *err, size_t errlen)
 int
 bridge_register(const struct milterd_conf *conf, char *err, size_t errlen)
 {
-	bconf = conf;
 	if (smfi_register(desc) != MI_SUCCESS) {
 		snprintf(err, errlen, "smfi_register failed");
 		return -1;

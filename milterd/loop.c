@@ -1016,6 +1016,7 @@ session_free(struct msess *s)
 		gh_log(GH_LOG_DEBUG, "%s closed", s->conn->id);
 		gh_conn_free(s->conn);
 	}
+	gen_detach(s->loop);
 	pthread_cond_destroy(&s->cv);
 	free(s->hbuf);
 	free(s);
@@ -1218,24 +1219,49 @@ loop_start(struct loop *l)
 	pthread_attr_setstacksize(&attr, 2 * 1024 * 1024);
 	rc = pthread_create(&l->tid, &attr, loop_main, l);
 	pthread_attr_destroy(&attr);
+	l->started = rc == 0;
 	return rc;
 }
 
-/* Stop after the jobs already queued, then free the runtime (plugin fini
- * runs on the stopped thread's behalf, nothing else touches it). */
+/* Stop after the jobs already queued, then free everything. */
 void
 loop_stop(struct loop *l)
 {
-	loop_post(l, l->stop_job);
-	pthread_join(l->tid, NULL);
-	job_free(l->stop_job);
-	gh_runtime_free(l->rt);
+	if (l->started) {
+		loop_post(l, l->stop_job);
+		pthread_join(l->tid, NULL);
+		l->started = 0;
+	}
+	loop_destroy(l);
+}
+
+/* Free a loop whose thread is not running (never started, or joined),
+ * however far loop_init got: plugin fini runs on its behalf, nothing
+ * else touches it. */
+void
+loop_destroy(struct loop *l)
+{
+	if (l->rt != NULL)
+		gh_runtime_free(l->rt);
+	l->rt = NULL;
 	if (l->dns_started)
 		gh_dns_stop(l->base);
-	event_free(l->wake_ev);
-	event_base_free(l->base);
-	close(l->wake[0]);
-	close(l->wake[1]);
-	gh_config_free(l->cfg);
+	l->dns_started = 0;
+	if (l->wake_ev != NULL)
+		event_free(l->wake_ev);
+	l->wake_ev = NULL;
+	if (l->base != NULL)
+		event_base_free(l->base);
+	l->base = NULL;
+	if (l->wake[0] >= 0)
+		close(l->wake[0]);
+	if (l->wake[1] >= 0)
+		close(l->wake[1]);
+	l->wake[0] = l->wake[1] = -1;
+	if (l->cfg != NULL)
+		gh_config_free(l->cfg);
+	l->cfg = NULL;
+	job_free(l->stop_job);
+	l->stop_job = NULL;
 	pthread_mutex_destroy(&l->mu);
 }

@@ -1,21 +1,34 @@
 /*
- * main.c - milterd's command line, configuration and threads.
+ * main.c - milterd's command line, configuration, generations and signals.
  *
  * milterd reads the same kind of file as relayd: its own `milterd` group,
  * `log`, `dns` (each loop thread gets its own resolver), `plugins`,
  * `plugin_dir` and the plugins' groups (the `relayd` group is skipped, so
- * one file can serve both hosts).  It starts
- * `threads` loop threads, each with its own copy of the configuration and
- * its own plugin runtime, then hands the process to libmilter
- * (smfi_main), whose signal thread turns SIGTERM and SIGINT into a clean
- * stop: smfi_main returns, the loop threads finish their queued jobs,
- * plugins' fini run, and the process exits 0.
+ * one file can serve both hosts).  A generation (milterd.h) is one
+ * reading of the file: `threads` loop threads, each with its own copy of
+ * the configuration and its own plugin runtime.
+ *
+ * Threads: libmilter's smfi_main runs on a thread of its own; its signal
+ * thread turns SIGTERM and SIGINT into a clean stop (smfi_main returns,
+ * the loop threads finish their queued jobs, plugins' fini run, exit 0).
+ * libmilter would stop on SIGHUP too, so SIGHUP is left unblocked in the
+ * main thread only, with a handler: Linux hands a signal sent to the
+ * process to its main thread when that thread does not block it, before
+ * any thread waiting for it in sigwait(2).  The main thread then reloads:
+ * it reads and checks the file and starts every plugin of a new
+ * generation (as -t does); on any error it keeps the running one and logs
+ * the reason with FILE:LINE.  New sessions go to the new generation,
+ * sessions in progress finish on the old one, whose threads stop after its
+ * last session closed.  The socket is opened once: a new `socket` or
+ * `socket_mode` takes effect at the next start.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <libmilter/mfapi.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +43,6 @@
 #ifndef GH_PLUGIN_DIR
 #define GH_PLUGIN_DIR "/usr/local/lib/gatehouse/plugins"
 #endif
-
-struct loop *milterd_loops[MILTERD_MAX_THREADS];
-int milterd_nloops;
-const struct milterd_conf *milterd_conf;
 
 static const char *const fail_choices[] = {
 	"tempfail", "reject", "accept", NULL
@@ -97,10 +106,17 @@ static const struct gh_directive log_directives[] = {
 /* The group that belongs to the other host. */
 static const char *const other_hosts[] = { "relayd", NULL };
 
-static struct milterd_conf conf;
-static struct milterd_log_conf logconf;
-static struct gh_dns_conf dnsconf;
-static struct loop loops[MILTERD_MAX_THREADS];
+/* The current generation and the retired ones still draining. */
+static pthread_mutex_t gen_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct gen *gen_cur;
+static struct gen *gen_old;
+static unsigned gen_count;
+
+/* SIGHUP's handler and the milter thread's end wake the main thread. */
+static int ctl[2] = { -1, -1 };
+static volatile sig_atomic_t hup;
+static volatile sig_atomic_t milter_done;
+static int milter_rc;
 
 static void
 usage(void)
@@ -117,8 +133,9 @@ usage(void)
 	exit(2);
 }
 
+/* Read the file; g, when given, takes the host's own groups. */
 static struct gh_config *
-config_load(const char *path, char *err, size_t errlen)
+config_load(const char *path, struct gen *g, char *err, size_t errlen)
 {
 	struct milterd_conf c;
 	struct milterd_log_conf lc;
@@ -137,12 +154,10 @@ config_load(const char *path, char *err, size_t errlen)
 	if ((cfg = gh_config_load(path, sections, other_hosts, err, errlen)) ==
 	    NULL)
 		return NULL;
-	/* The first load's settings rule; the copies only give each loop
-	 * thread its own plugin state.  Strings live in the first cfg. */
-	if (conf.socket == NULL) {
-		conf = c;
-		logconf = lc;
-		dnsconf = dc;
+	if (g != NULL) {
+		g->conf = c;
+		g->log = lc;
+		g->dns = dc;
 	}
 	return cfg;
 }
@@ -160,80 +175,285 @@ socket_spec_ok(const char *s, char *err, size_t errlen)
 	return -1;
 }
 
-static const char *
-our_hostname(void)
+static void
+gen_hostname(struct gen *g)
 {
-	static char host[256];
-
-	if (conf.hostname != NULL && conf.hostname[0] != '\0')
-		return conf.hostname;
-	if (gethostname(host, sizeof(host)) != 0)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	return host;
+	if (g->conf.hostname != NULL && g->conf.hostname[0] != '\0')
+		snprintf(g->hostname, sizeof(g->hostname), "%s",
+			 g->conf.hostname);
+	else if (gethostname(g->hostname, sizeof(g->hostname)) != 0)
+		snprintf(g->hostname, sizeof(g->hostname), "localhost");
+	g->hostname[sizeof(g->hostname) - 1] = '\0';
 }
 
-/* Build every loop thread's configuration and runtime (plugin init runs
- * here, in order, so a failure stops start-up with its reason). */
-static int
-loops_init(const char *path, struct gh_config *first, char *err,
-	   size_t errlen)
+/* Stop a generation's threads (after their queued jobs) and free it. */
+static void
+gen_free(struct gen *g)
 {
-	const char *host = our_hostname();
-	struct gh_config *cfg;
 	int i;
 
-	for (i = 0; i < (int)conf.threads; i++) {
-		cfg = i == 0 ? first : config_load(path, err, errlen);
-		if (cfg == NULL)
-			return -1;
-		if (loop_init(&loops[i], i, cfg, &conf, &dnsconf, host, err,
-			      errlen) != 0)
-			return -1;
-		milterd_loops[i] = &loops[i];
-		milterd_nloops = i + 1;
-	}
-	return 0;
+	if (g == NULL)
+		return;
+	for (i = 0; i < g->nloops; i++)
+		loop_stop(&g->loops[i]);
+	free(g);
 }
 
+/*
+ * Read path into a new generation and start every plugin on each of its
+ * loops (plugin init runs here, in order, so a failure names its
+ * reason).  threads > 0 overrides the file's count (-t uses 1).  Returns
+ * NULL with err filled; *config_error tells a bad file from a plugin that
+ * cannot start.
+ */
+static struct gen *
+gen_load(const char *path, int threads, int *config_error, char *err,
+	 size_t errlen)
+{
+	struct gh_config *cfg;
+	struct gen *g;
+	int i, n;
+
+	*config_error = 1;
+	if ((g = calloc(1, sizeof(*g))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if ((cfg = config_load(path, g, err, errlen)) == NULL ||
+	    socket_spec_ok(g->conf.socket, err, errlen) != 0) {
+		gh_config_free(cfg);
+		free(g);
+		return NULL;
+	}
+	*config_error = 0;
+	gen_hostname(g);
+	n = threads > 0 ? threads : (int)g->conf.threads;
+	for (i = 0; i < n; i++) {
+		/* The first copy holds the strings of g->conf. */
+		if (i > 0 && (cfg = config_load(path, NULL, err, errlen)) ==
+		    NULL)
+			break;
+		g->nloops = i + 1;
+		if (loop_init(&g->loops[i], i, cfg, &g->conf, &g->dns,
+			      g->hostname, err, errlen) != 0)
+			break;
+		g->loops[i].gen = g;
+	}
+	if (i < n) {
+		gen_free(g);
+		return NULL;
+	}
+	return g;
+}
+
+/* Start a generation's loop threads with the signals blocked that
+ * belong to libmilter's signal thread and to the main thread. */
 static int
-loops_start(void)
+gen_start(struct gen *g)
 {
 	sigset_t block, old;
 	int i, rc = 0;
 
-	/* libmilter takes SIGHUP, SIGTERM and SIGINT in its own sigwait
-	 * thread: threads started before smfi_main must block them. */
 	sigemptyset(&block);
 	sigaddset(&block, SIGHUP);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
-	for (i = 0; i < milterd_nloops && rc == 0; i++)
-		if ((rc = loop_start(milterd_loops[i])) != 0)
+	for (i = 0; i < g->nloops && rc == 0; i++)
+		if ((rc = loop_start(&g->loops[i])) != 0)
 			gh_log(GH_LOG_ERR, "cannot start loop thread %d: %s",
 			       i, strerror(rc));
-	if (rc != 0)
-		milterd_nloops = i - 1;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return rc;
 }
 
-static void
-loops_stop(void)
+/* A new session: pinned to a loop of the current generation (NULL
+ * once stopping). */
+struct loop *
+gen_attach(void)
 {
-	int i;
+	struct loop *l;
+	struct gen *g;
 
-	for (i = 0; i < milterd_nloops; i++)
-		loop_stop(milterd_loops[i]);
-	milterd_nloops = 0;
+	pthread_mutex_lock(&gen_mu);
+	if ((g = gen_cur) == NULL) {
+		/* Stopping. */
+		pthread_mutex_unlock(&gen_mu);
+		return NULL;
+	}
+	l = &g->loops[g->next++ % (unsigned)g->nloops];
+	g->nsess++;
+	pthread_mutex_unlock(&gen_mu);
+	return l;
+}
+
+/* A session ended (on its loop thread).  The last one of a retired
+ * generation wakes the main thread to stop it. */
+void
+gen_detach(struct loop *l)
+{
+	struct gen *g = l->gen;
+	int drained;
+
+	pthread_mutex_lock(&gen_mu);
+	g->nsess--;
+	drained = g->retired && g->nsess == 0;
+	pthread_mutex_unlock(&gen_mu);
+	if (drained && write(ctl[1], "d", 1) < 0 && errno != EAGAIN)
+		gh_log(GH_LOG_ERR, "wake the main thread: %s",
+		       strerror(errno));
+}
+
+/* Stop the retired generations that have no session left. */
+static void
+gen_reap(void)
+{
+	struct gen **pp, *g, *done = NULL;
+
+	pthread_mutex_lock(&gen_mu);
+	for (pp = &gen_old; (g = *pp) != NULL;) {
+		if (g->nsess == 0) {
+			*pp = g->older;
+			g->older = done;
+			done = g;
+		} else
+			pp = &g->older;
+	}
+	pthread_mutex_unlock(&gen_mu);
+	while ((g = done) != NULL) {
+		done = g->older;
+		gh_log(GH_LOG_INFO, "generation %u stopping: its sessions "
+		       "ended", g->id);
+		gen_free(g);
+	}
+}
+
+static void
+reload(const char *path)
+{
+	struct gen *g, *old;
+	int config_error;
+	char err[1024];
+
+	gh_log(GH_LOG_INFO, "SIGHUP: reloading %s", path);
+	if ((g = gen_load(path, 0, &config_error, err, sizeof(err))) ==
+	    NULL) {
+		gh_log(GH_LOG_ERR, "reload failed, keeping the running "
+		       "configuration: %s", err);
+		return;
+	}
+	if (gen_start(g) != 0) {
+		gh_log(GH_LOG_ERR, "reload failed, keeping the running "
+		       "configuration: cannot start its threads");
+		gen_free(g);
+		return;
+	}
+	pthread_mutex_lock(&gen_mu);
+	old = gen_cur;
+	if (strcmp(old->conf.socket, g->conf.socket) != 0 ||
+	    strcmp(old->conf.socket_mode, g->conf.socket_mode) != 0)
+		gh_log(GH_LOG_WARN, "milterd.socket and socket_mode changes "
+		       "take effect at the next start (still on %s)",
+		       old->conf.socket);
+	g->id = ++gen_count;
+	old->retired = 1;
+	old->older = gen_old;
+	gen_old = old;
+	gen_cur = g;
+	pthread_mutex_unlock(&gen_mu);
+	gh_log_set_level(g->log.level);
+	gh_log(GH_LOG_INFO, "configuration reloaded: generation %u, %d loop "
+	       "threads, %zu plugins; generation %u finishes its sessions",
+	       g->id, g->nloops, g->loops[0].cfg->nplugins, old->id);
+	gen_reap();
+}
+
+static void
+on_hup(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	hup = 1;
+	if (write(ctl[1], "h", 1) < 0) {
+		/* The pipe is full: a wake-up is already there. */
+	}
+	errno = saved;
+}
+
+static void *
+milter_main(void *arg)
+{
+	(void)arg;
+	milter_rc = smfi_main();
+	milter_done = 1;
+	if (write(ctl[1], "s", 1) < 0 && errno != EAGAIN)
+		gh_log(GH_LOG_ERR, "wake the main thread: %s",
+		       strerror(errno));
+	return NULL;
+}
+
+/*
+ * Run libmilter on its own thread and serve SIGHUP on this one until
+ * smfi_main returns.  Returns smfi_main's result.
+ */
+static int
+serve(const char *path)
+{
+	struct pollfd pfd;
+	struct sigaction sa;
+	sigset_t block, hupset, old;
+	pthread_t tid;
+	char buf[64];
+	int rc;
+
+	if (pipe2(ctl, O_NONBLOCK | O_CLOEXEC) != 0) {
+		gh_log(GH_LOG_ERR, "pipe: %s", strerror(errno));
+		return MI_FAILURE;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_hup;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+	/* The milter thread, and libmilter's threads after it, block all
+	 * three; this thread takes SIGHUP back once it runs. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	if ((rc = pthread_create(&tid, NULL, milter_main, NULL)) != 0) {
+		gh_log(GH_LOG_ERR, "cannot start the milter thread: %s",
+		       strerror(rc));
+		return MI_FAILURE;
+	}
+	sigemptyset(&hupset);
+	sigaddset(&hupset, SIGHUP);
+	pthread_sigmask(SIG_UNBLOCK, &hupset, NULL);
+	pfd.fd = ctl[0];
+	pfd.events = POLLIN;
+	while (!milter_done) {
+		/* A timeout too, should a wake-up ever be lost. */
+		(void)poll(&pfd, 1, 1000);
+		while (read(ctl[0], buf, sizeof(buf)) > 0)
+			;
+		if (hup && !milter_done) {
+			hup = 0;
+			reload(path);
+		}
+		gen_reap();
+	}
+	pthread_sigmask(SIG_BLOCK, &hupset, NULL);
+	pthread_join(tid, NULL);
+	return milter_rc;
 }
 
 int
 main(int argc, char **argv)
 {
 	const char *path = GH_SYSCONFDIR "/milterd.conf", *help = NULL;
-	int ch, test = 0, list = 0, rc;
-	struct gh_config *cfg;
+	int ch, test = 0, list = 0, rc, config_error;
+	struct gen *g;
 	char err[1024];
 
 	while ((ch = getopt(argc, argv, "c:th:lV")) != -1) {
@@ -268,38 +488,49 @@ main(int argc, char **argv)
 		}
 		return 0;
 	}
-	if ((cfg = config_load(path, err, sizeof(err))) == NULL ||
-	    socket_spec_ok(conf.socket, err, sizeof(err)) != 0) {
-		fprintf(stderr, "milterd: %s\n", err);
-		return 2;
-	}
-	milterd_conf = &conf;
 	if (test) {
 		/* One runtime proves every plugin initialises. */
-		conf.threads = 1;
-		rc = loops_init(path, cfg, err, sizeof(err));
-		if (rc != 0) {
+		if ((g = gen_load(path, 1, &config_error, err, sizeof(err))) ==
+		    NULL) {
 			fprintf(stderr, "milterd: %s\n", err);
 			return 2;
 		}
+		gen_free(g);
 		printf("milterd: configuration %s is valid\n", path);
 		return 0;
 	}
-	gh_log_init("milterd", logconf.level, logconf.syslog);
 	signal(SIGPIPE, SIG_IGN);
-	if (loops_init(path, cfg, err, sizeof(err)) != 0 ||
-	    bridge_register(&conf, err, sizeof(err)) != 0) {
+	if ((g = gen_load(path, 0, &config_error, err, sizeof(err))) == NULL) {
+		if (config_error) {
+			fprintf(stderr, "milterd: %s\n", err);
+			return 2;
+		}
 		gh_log(GH_LOG_ERR, "%s", err);
 		return 1;
 	}
-	if (loops_start() != 0)
+	gh_log_init("milterd", g->log.level, g->log.syslog);
+	g->id = ++gen_count;
+	gen_cur = g;
+	if (bridge_register(&g->conf, err, sizeof(err)) != 0) {
+		gh_log(GH_LOG_ERR, "%s", err);
+		return 1;
+	}
+	if (gen_start(g) != 0)
 		return 1;
 	gh_log(GH_LOG_INFO, "milterd %s started: %d loop threads, %zu "
-	       "plugins, on %s", PACKAGE_VERSION, milterd_nloops,
-	       cfg->nplugins, conf.socket);
-	rc = smfi_main();
+	       "plugins, on %s", PACKAGE_VERSION, g->nloops,
+	       g->loops[0].cfg->nplugins, g->conf.socket);
+	rc = serve(path);
 	gh_log(GH_LOG_INFO, "stopping: finishing queued work");
-	loops_stop();
+	pthread_mutex_lock(&gen_mu);
+	g = gen_cur;
+	gen_cur = NULL;
+	pthread_mutex_unlock(&gen_mu);
+	gen_free(g);
+	while ((g = gen_old) != NULL) {
+		gen_old = g->older;
+		gen_free(g);
+	}
 	gh_log(GH_LOG_INFO, "milterd stopped");
 	return rc == MI_SUCCESS ? 0 : 1;
 }

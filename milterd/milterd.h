@@ -19,7 +19,14 @@
  *     and are only touched there.
  *
  * The loop thread's mutex guards its job queue and the hand-over of each
- * job's result; nothing else is shared.
+ * job's result.
+ *
+ * A generation (struct gen) is one reading of the configuration file with
+ * its loop threads.  SIGHUP makes a new one (main.c): new sessions are
+ * pinned to it at negotiation, sessions in progress finish on the loop
+ * threads of theirs, and an old generation stops once its last session
+ * closed.  gen_mu (main.c) guards the current generation and the session
+ * counts; nothing else is shared.
  */
 #ifndef GATEHOUSE_MILTERD_H
 #define GATEHOUSE_MILTERD_H
@@ -111,8 +118,12 @@ struct job {
 	char *trace;			/* EOM: trace header value */
 };
 
+struct gen;
+
 struct loop {
 	int idx;
+	struct gen *gen;
+	int started;			/* its thread runs */
 	pthread_t tid;
 	struct event_base *base;
 	struct gh_config *cfg;		/* this thread's own copy */
@@ -160,10 +171,25 @@ struct msess {
 	char helo[256];
 };
 
+/* One reading of the configuration and the loop threads built from it. */
+struct gen {
+	unsigned id;			/* 1, then one more per reload */
+	struct milterd_conf conf;	/* strings live in loops[0].cfg */
+	struct milterd_log_conf log;
+	struct gh_dns_conf dns;
+	char hostname[256];
+	struct loop loops[MILTERD_MAX_THREADS];
+	int nloops;			/* loops initialised */
+	/* Under gen_mu. */
+	unsigned long nsess;		/* sessions pinned to this generation */
+	unsigned next;			/* round robin over the loops */
+	int retired;			/* a newer generation took over */
+	struct gen *older;		/* the list of retired generations */
+};
+
 /* main.c */
-extern struct loop *milterd_loops[MILTERD_MAX_THREADS];
-extern int milterd_nloops;
-extern const struct milterd_conf *milterd_conf;
+struct loop *gen_attach(void);
+void gen_detach(struct loop *l);
 
 /* loop.c */
 int loop_init(struct loop *l, int idx, struct gh_config *cfg,
@@ -171,6 +197,7 @@ int loop_init(struct loop *l, int idx, struct gh_config *cfg,
 	      const char *hostname, char *err, size_t errlen);
 int loop_start(struct loop *l);
 void loop_stop(struct loop *l);
+void loop_destroy(struct loop *l);
 void loop_post(struct loop *l, struct job *j);
 void job_free(struct job *j);
 enum gh_verdict fail_verdict(const struct milterd_conf *conf);

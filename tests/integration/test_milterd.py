@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import dnsmasq  # noqa: E402
@@ -212,6 +213,78 @@ def unix_socket():
     shutil.rmtree(d, ignore_errors=True)
 
 
+RELOAD_BODY = """plugins = [ "access" ];
+access = { rcpt_deny = [ "%s@example.net" ]; };"""
+
+
+def wait_log(m, pattern, count=1, timeout=10):
+    """Wait until pattern appears count times in milterd's log."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(re.findall(pattern, m.log_text())) >= count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def reload():
+    """SIGHUP: a changed deny rule takes effect for new sessions; a broken
+    file keeps the running configuration and milterd running."""
+    m = Milterd("", RELOAD_BODY % "first").start()
+    try:
+        run_script(m, "reload_before")
+        with open(m.conf, "w") as f:
+            f.write(BASE % {"port": m.port, "milterd": "",
+                            "plugin_dir": gh.PLUGIN_DIR,
+                            "body": RELOAD_BODY % "second",
+                            "dns": DNS.server})
+        m.proc.send_signal(signal.SIGHUP)
+        R.check("SIGHUP: configuration reloaded",
+                wait_log(m, r"configuration reloaded: generation 2"),
+                m.log_text()[-3000:])
+        R.check("SIGHUP: milterd still running", m.proc.poll() is None)
+        run_script(m, "reload_after")
+        R.check("the old generation stops once its sessions ended",
+                wait_log(m, r"generation 1 stopping"), m.log_text()[-3000:])
+        # Line 9 of the file: a directive the milterd group lacks.
+        with open(m.conf, "w") as f:
+            f.write((BASE % {"port": m.port, "milterd": "",
+                             "plugin_dir": gh.PLUGIN_DIR,
+                             "body": RELOAD_BODY % "first",
+                             "dns": DNS.server}).replace(
+                                 "threads = 2;", "threads = 2; bogus = 1;"))
+        m.proc.send_signal(signal.SIGHUP)
+        R.check("broken file: reload refused with FILE:LINE",
+                wait_log(m, r"reload failed, keeping the running "
+                         r"configuration: \S*milterd\.conf:\d+"),
+                m.log_text()[-3000:])
+        R.check("broken file: milterd still running",
+                m.proc.poll() is None)
+        run_script(m, "reload_after")
+        # A plugin that cannot start (a file that does not exist) is
+        # refused too, as -t refuses it.
+        with open(m.conf, "w") as f:
+            f.write(BASE % {"port": m.port, "milterd": "",
+                            "plugin_dir": gh.PLUGIN_DIR,
+                            "body": 'plugins = [ "nosuchplugin" ];',
+                            "dns": DNS.server})
+        m.proc.send_signal(signal.SIGHUP)
+        R.check("unknown plugin: reload refused",
+                wait_log(m, r"reload failed.*nosuchplugin"),
+                m.log_text()[-3000:])
+        run_script(m, "reload_after")
+        m.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = m.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        R.check("SIGTERM after reloads: clean exit 0", rc == 0,
+                m.log_text()[-2000:])
+    finally:
+        m.kill()
+        shutil.rmtree(m.dir, ignore_errors=True)
+
+
 def main():
     if MILTERTEST is None:
         R.check("miltertest is installed (Debian package miltertest)",
@@ -224,6 +297,7 @@ def main():
     DNS.start()
     try:
         groups()
+        reload()
     finally:
         DNS.stop()
     unix_socket()

@@ -13,6 +13,8 @@ on loopback TCP and smtp-sink as its relay host.  Checked over SMTP:
     macros told the plugins (queue id, our name, client address);
   - a message a plugin refuses at data_post gets that plugin's reply,
     '%' included;
+  - SIGHUP with a changed deny rule: the session in progress keeps the
+    old rule, a new session gets the new one;
   - milterd killed mid-session, and milterd down: Postfix tempfails
     (451 4.7.1), it never accepts the mail unfiltered.
 
@@ -43,7 +45,7 @@ log = { level = "debug"; };
 dns = { rdns = false; };
 plugin_dir = "%(plugin_dir)s";
 plugins = [ "access", "scripted", "probe" ];
-access = { rcpt_deny = [ "denied@example.net" ]; };
+access = { rcpt_deny = [ "%(deny)s@example.net" ]; };
 probe = {
   report = true;
   reject_subject = "reject me";
@@ -56,11 +58,15 @@ class Milterd:
     def __init__(self, pf):
         self.conf = os.path.join(pf.dir, "milterd.conf")
         self.port = pf.milter_port
-        with open(self.conf, "w") as f:
-            f.write(MILTERD_CONF % {"milter_port": pf.milter_port,
-                                    "plugin_dir": gh.PLUGIN_DIR})
+        self.write("denied")
         self.log = os.path.join(pf.dir, "milterd.log")
         self.proc = None
+
+    def write(self, deny):
+        with open(self.conf, "w") as f:
+            f.write(MILTERD_CONF % {"milter_port": self.port,
+                                    "plugin_dir": gh.PLUGIN_DIR,
+                                    "deny": deny})
 
     def start(self):
         self.logf = open(self.log, "a")
@@ -174,6 +180,42 @@ def percent_reply(pf, m):
     c.close()
 
 
+def reloaded(pf, m):
+    """SIGHUP with a changed deny rule: the session in progress keeps the
+    old plugin chain, a new session gets the new one."""
+    old = session(pf)
+    code, lines = old.cmd("MAIL FROM:<a@example.org>")
+    R.check("reload: MAIL in the session opened before", code == 250, lines)
+    m.write("later")
+    m.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 10
+    while time.time() < deadline and \
+            "configuration reloaded" not in m.log_text():
+        time.sleep(0.05)
+    R.check("reload: milterd reloaded on SIGHUP",
+            "configuration reloaded: generation 2" in m.log_text(),
+            detail(pf, m))
+    code, lines = old.cmd("RCPT TO:<denied@example.net>")
+    R.check("reload: the session in progress still has the old rule "
+            "(denied@ refused)", code == 550, "%r%s" % (lines, detail(pf, m)))
+    code, lines = old.cmd("RCPT TO:<later@example.net>")
+    R.check("reload: the session in progress still has the old rule "
+            "(later@ accepted)", code == 250, "%r%s" % (lines, detail(pf, m)))
+    new = session(pf)
+    new.cmd("MAIL FROM:<a@example.org>")
+    code, lines = new.cmd("RCPT TO:<later@example.net>")
+    R.check("reload: a new session has the new rule (later@ refused with "
+            "milterd's 550 5.7.1)", code == 550 and
+            lines[-1].startswith("550 5.7.1 "), "%r%s" % (lines,
+                                                          detail(pf, m)))
+    code, lines = new.cmd("RCPT TO:<denied@example.net>")
+    R.check("reload: a new session has the new rule (denied@ accepted)",
+            code == 250, "%r%s" % (lines, detail(pf, m)))
+    for c in (old, new):
+        c.cmd("QUIT")
+        c.close()
+
+
 def killed_mid_session(pf, m):
     before = len(pf.messages())
     c = session(pf)
@@ -218,6 +260,7 @@ def main():
         denied_recipient(pf, m)
         passing_message(pf, m)
         percent_reply(pf, m)
+        reloaded(pf, m)
         killed_mid_session(pf, m)
     except Exception as e:  # report, never hang
         R.check("postfix test ran", False, "%s%s" % (e, detail(pf, m)))

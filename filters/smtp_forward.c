@@ -726,6 +726,8 @@ static const char fwd_doc[] =
 "  dropped connection,      451 4.4.2 (closed, or no reply in time once\n"
 "  timeout mid-session      the session was up)\n"
 "  greeting or EHLO refused 451 4.4.0\n"
+"  tls = \"required\": no     451 4.7.4 (not offered, or refused)\n"
+"  STARTTLS, or TLS failed  451 4.7.5 (handshake or certificate check)\n"
 "\n"
 "The client's wait is bounded by the plugin's `timeout`; it is raised to\n"
 "at least connect_timeout + command_timeout + data_timeout so that the\n"

@@ -232,6 +232,7 @@ struct leg {
 struct mxhost {
 	char name[256];			/* a name, or an address */
 	int port;
+	unsigned pref;			/* MX preference */
 };
 
 /* A queue file being delivered; it holds the file's lock. */
@@ -326,6 +327,7 @@ struct spool {
 	int closing;
 	LIST_HEAD(, mxpool) mxpools;
 	TAILQ_HEAD(, ntf) ntfs;
+	uint32_t rng;			/* xorshift: equal MX preferences */
 };
 
 static void dlv_start(struct spool *sp, int fd, const char *path,
@@ -1607,7 +1609,8 @@ host_next(struct dlv *d)
 }
 
 static void
-host_add(struct dlv *d, const char *name, size_t len, int port)
+host_add(struct dlv *d, const char *name, size_t len, int port,
+	 unsigned pref)
 {
 	struct mxhost *h;
 
@@ -1618,6 +1621,39 @@ host_add(struct dlv *d, const char *name, size_t len, int port)
 	memcpy(h->name, name, len);
 	h->name[len] = '\0';
 	h->port = port;
+	h->pref = pref;
+}
+
+static uint32_t
+rng_next(struct spool *sp)
+{
+	uint32_t x = sp->rng;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return sp->rng = x;
+}
+
+/* RFC 5321 5.1: hosts of equal preference are tried in random order,
+ * to spread the load. */
+static void
+hosts_shuffle(struct dlv *d)
+{
+	size_t a, b, i, j;
+	struct mxhost tmp;
+
+	for (a = 0; a < d->nhosts; a = b) {
+		for (b = a + 1; b < d->nhosts &&
+		    d->hosts[b].pref == d->hosts[a].pref; b++)
+			;
+		for (i = b - 1; i > a; i--) {
+			j = a + rng_next(d->sp) % (i - a + 1);
+			tmp = d->hosts[i];
+			d->hosts[i] = d->hosts[j];
+			d->hosts[j] = tmp;
+		}
+	}
 }
 
 static void
@@ -1625,6 +1661,7 @@ mx_answer(void *arg, const struct gh_dns_answer *ans)
 {
 	struct dlv *d = arg;
 	const char *dom = d->legs[d->cur].domain;
+	unsigned cut = UINT_MAX;
 	size_t i;
 
 	d->dq = NULL;
@@ -1637,17 +1674,30 @@ mx_answer(void *arg, const struct gh_dns_answer *ans)
 				 "mail (null MX, RFC 7505)", dom);
 			return;
 		}
+		/* RFC 5321 5.1: our own name ends the list (it and every
+		 * host not more preferred), or the mail would come back. */
+		for (i = 0; i < ans->n; i++)
+			if (strcasecmp(ans->rr[i].data, d->env.host) == 0 &&
+			    ans->rr[i].pref < cut)
+				cut = ans->rr[i].pref;
 		/* Sorted by preference (dns.c). */
 		for (i = 0; i < ans->n; i++)
-			if (ans->rr[i].data[0] != '\0')
+			if (ans->rr[i].data[0] != '\0' && ans->rr[i].pref < cut)
 				host_add(d, ans->rr[i].data,
 					 strlen(ans->rr[i].data),
-					 (int)d->sp->cf->mx_port);
+					 (int)d->sp->cf->mx_port,
+					 ans->rr[i].pref);
+		if (d->nhosts == 0 && cut != UINT_MAX) {
+			leg_fail(d, 550, "5.4.6", "Mail for %s loops back to "
+				 "myself: %s is its best MX", dom, d->env.host);
+			return;
+		}
+		hosts_shuffle(d);
 		break;
 	case GH_DNS_NODATA:
 		/* RFC 5321 5.1: no MX, the domain itself is the host. */
 		d->implicit = 1;
-		host_add(d, dom, strlen(dom), (int)d->sp->cf->mx_port);
+		host_add(d, dom, strlen(dom), (int)d->sp->cf->mx_port, 0);
 		break;
 	case GH_DNS_NXDOMAIN:
 		leg_fail(d, 550, "5.1.2", "Domain %s does not exist", dom);
@@ -1721,7 +1771,9 @@ hosts_parse(struct dlv *d, const char *spec)
 			}
 			port = (int)v;
 		}
-		host_add(d, s, (size_t)(hend - s), port);
+		/* In the order given: each its own preference. */
+		host_add(d, s, (size_t)(hend - s), port,
+			 (unsigned)d->nhosts);
 		s = end;
 	}
 }
@@ -1787,7 +1839,7 @@ route_start(struct dlv *d)
 				 dom);
 			return;
 		}
-		host_add(d, ip, strlen(ip), (int)d->sp->cf->mx_port);
+		host_add(d, ip, strlen(ip), (int)d->sp->cf->mx_port, 0);
 		host_next(d);
 		return;
 	}
@@ -2285,6 +2337,10 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	sp->p = p;
 	sp->cf = cf;
 	clock_gettime(CLOCK_REALTIME, &sp->started);
+	sp->rng = (uint32_t)sp->started.tv_nsec ^ (uint32_t)getpid() ^
+	    (uint32_t)sp->started.tv_sec;
+	if (sp->rng == 0)
+		sp->rng = 1;
 	sp->qdirfd = sp->wake[0] = sp->wake[1] = -1;
 	TAILQ_INIT(&sp->todo);
 	TAILQ_INIT(&sp->done);
@@ -2460,9 +2516,12 @@ static const char spool_doc[] =
 "                      \"get_mx\" = \"HOST[:PORT] ...\" (tried in that\n"
 "                      order), DENY (bounce 5.4.4) or DENYSOFT (retry);\n"
 "                      CONT leaves it to DNS\n"
-"  MX records          tried by preference; a host that refuses the\n"
-"                      connection, does not answer or greets with 4xx/5xx\n"
-"                      is skipped for the next address, then the next MX\n"
+"  MX records          tried by preference (equal ones in random order);\n"
+"                      a host that refuses the connection, does not\n"
+"                      answer or greets with 4xx/5xx is skipped for the\n"
+"                      next address, then the next MX; our own name\n"
+"                      (relayd's hostname) and every host not more\n"
+"                      preferred are dropped, 550 5.4.6 if none is left\n"
 "  no MX record        the domain's own A (or AAAA) address\n"
 "  null MX \".\"         bounced at once, 556 5.1.10 (RFC 7505), no retry\n"
 "  no such domain      bounced, 550 5.1.2\n"
@@ -2486,10 +2545,7 @@ static const char spool_doc[] =
 "mx_tls_verify (the name in the MX record) also check the certificate\n"
 "against tls_ca, 451 4.7.5 when it fails; no DANE or MTA-STS yet.\n"
 "\n"
-"Not done yet: DSN parameters of RFC 3461\n"
-"(NOTIFY, RET, ORCPT, ENVID); equal-preference MX hosts are tried in\n"
-"the resolver's order, not shuffled, and an MX naming this host is not\n"
-"detected.\n"
+"Not done yet: DSN parameters of RFC 3461 (NOTIFY, RET, ORCPT, ENVID).\n"
 "\n"
 "Example:\n"
 "\n"

@@ -9,7 +9,9 @@ the next hop; one queue file with recipients in several domains gets
 per-domain deliveries and per-recipient outcomes; an MX host that
 refuses connections, or greets with 421, is skipped for the next one; a
 domain with no MX goes to its address; a null MX (RFC 7505) bounces at
-once with 5.1.10; a domain that does not exist bounces with 5.1.2; the
+once with 5.1.10; a domain that does not exist bounces with 5.1.2; our
+own name among the MX hosts cuts the list there (RFC 5321 5.1), 5.4.6
+when it was the best; the
 get_mx hook routes a domain DNS does not know (to an address, or to
 names tried in order), DENY bounces it with 5.4.4, DENYSOFT and a DNS
 failure defer with 4.4.3; the MX route of a deferred message survives a
@@ -70,6 +72,11 @@ RECORDS = [
     # No MX: the domain's own address (RFC 5321 5.1).
     ("HOST", "amx.test", "127.0.0.3"),
     ("MX", "nullmx.test", ".", 0),
+    # Our own name (gh.Relayd's hostname mx.test) among the MX hosts.
+    ("MX", "loop.test", "mx.test", 10),
+    ("MX", "loop.test", "mx2.example.test", 20),
+    ("MX", "loopb.test", "mx1.example.test", 10),
+    ("MX", "loopb.test", "mx.test", 20),
 ]
 
 
@@ -250,6 +257,17 @@ try:
             wait(lambda: any("<x@elsewhere.zone>" in l and ": 451 4.4.3 " in l
                              for l in hook_lines(r, "deferred"))),
             "\n".join(hook_lines(r, "deferred")))
+    nh = len(hop.messages)
+    code, lines = send(r.port, ["u@loop.test", "v@loopb.test"],
+                       sender="s3@x.test")
+    R.check("our name as a less preferred MX: the better one is used",
+            code == 250 and wait(lambda: "v@loopb.test" in rcpts_at(mx1)),
+            repr(mx1.messages[-2:]))
+    R.check("our name as the best MX: bounced 5.4.6, not sent to worse "
+            "ones", hop.wait_messages(nh + 1) and
+            dsn_status(hop.messages[nh]["data"]) == {"u@loop.test": "5.4.6"}
+            and "u@loop.test" not in rcpts_at(mx2),
+            repr(hop.messages[nh:]))
     code, lines = send(r.port, ["k@named.test", "l@soft.test"])
     R.check("get_mx route by name: the first has no address, the second "
             "takes it", code == 250 and

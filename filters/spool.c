@@ -20,13 +20,16 @@
  *
  * Delivery.  Each worker scans DIR/queue at start and every
  * scan_interval seconds, in the order of the ids (the order of arrival),
- * and delivers the files whose next attempt is due through the shared
- * SMTP/LMTP client (filters/core/smtpc.c).  A fresh message is delivered
- * at once by the worker that accepted it.  Ownership: a worker holds an
+ * and delivers the files of its share whose next attempt is due through
+ * the shared SMTP/LMTP client (filters/core/smtpc.c).  A fresh message
+ * is delivered at once by the worker that accepted it.  Ownership:
+ * relayd's master gives each worker a share of the queue (ids by hash,
+ * gh_worker_share) and a dead worker's share to its replacement, whose
+ * start-up scan takes those files at once; and a worker holds an
  * exclusive flock() on the queue file from its creation (or from the
- * scan that picked it) until the file is removed or replaced, so with
- * many workers each file has one owner; a worker that dies loses its
- * locks with its descriptors and the file is picked up by the next scan.
+ * scan that picked it) until the file is removed or replaced, so each
+ * file has one owner even while two generations overlap (reload); a
+ * worker that dies loses its locks with its descriptors.
  * Per recipient: 2xx done; 5xx bounced; 4xx (or no answer) retried: the
  * file is replaced by one holding the recipients left, the attempt count
  * and the next attempt time (the `retry` schedule).  Past max_lifetime
@@ -327,6 +330,7 @@ struct spool {
 	int closing;
 	LIST_HEAD(, mxpool) mxpools;
 	TAILQ_HEAD(, ntf) ntfs;
+	int share, nshares;		/* of the queue: see my_share */
 	uint32_t rng;			/* xorshift: equal MX preferences */
 };
 
@@ -2106,6 +2110,47 @@ clean_tmp(struct spool *sp, time_t min_age)
 	closedir(dp);
 }
 
+/* FNV-1a, 32 bits: spreads the ids over the shares. */
+static uint32_t
+name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+/*
+ * Is this queue file ours to scan?  relayd's master gives each worker a
+ * share of the queue (gh_worker_share: share s of n takes the ids whose
+ * hash is s modulo n) and a dead worker's share to its replacement, so
+ * a message has one owner and a crash hands its files on at once.  The
+ * flock stays the guarantee (generations overlap during a reload, and a
+ * fresh message is delivered first by the worker that took it).  A
+ * file untouched for longer than the longest retry wait and a few scans
+ * is taken by anyone: its owner cannot be running.
+ */
+static int
+my_share(const struct spool *sp, const char *name, const char *path,
+	 time_t now)
+{
+	struct stat st;
+	long long longest = sp->nretry == 0 ? 3600 : 0, stale;
+	size_t i;
+
+	if (sp->nshares <= 1 ||
+	    name_hash(name) % (uint32_t)sp->nshares == (uint32_t)sp->share)
+		return 1;
+	for (i = 0; i < sp->nretry; i++)
+		if (sp->retry[i] > longest)
+			longest = sp->retry[i];
+	stale = longest + 3 * sp->cf->scan_interval + 60;
+	return stat(path, &st) == 0 && (long long)(now - st.st_mtime) > stale;
+}
+
 static void
 scan_file(struct spool *sp, const char *name, time_t now)
 {
@@ -2116,7 +2161,7 @@ scan_file(struct spool *sp, const char *name, time_t now)
 
 	if (path_join(path, sizeof(path), sp->qdir, name) != 0)
 		return;
-	if (owned_here(sp, path))
+	if (owned_here(sp, path) || !my_share(sp, name, path, now))
 		return;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return;
@@ -2337,6 +2382,10 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	sp->p = p;
 	sp->cf = cf;
 	clock_gettime(CLOCK_REALTIME, &sp->started);
+	gh_worker_share(&sp->share, &sp->nshares);
+	if (sp->nshares > 1)
+		gh_log(GH_LOG_INFO, "spool: this worker delivers share %d of "
+		       "%d of the queue", sp->share, sp->nshares);
 	sp->rng = (uint32_t)sp->started.tv_nsec ^ (uint32_t)getpid() ^
 	    (uint32_t)sp->started.tv_sec;
 	if (sp->rng == 0)
@@ -2465,13 +2514,17 @@ static const char spool_doc[] =
 "\n"
 "Delivery.  The worker that accepted a message delivers it at once to\n"
 "the next hop (host:port or socket, SMTP or LMTP) through the pooled\n"
-"client shared with smtp_forward.  Every worker scans DIR/queue every\n"
-"scan_interval seconds, oldest first, for messages whose next attempt\n"
-"is due; a worker started at start-up or by SIGHUP also tries every\n"
-"message not held that it did not write itself: a flush.  A worker\n"
-"holds an exclusive flock() on a queue file while it owns it, so each\n"
-"message has one owner; the files of a worker that died are taken by\n"
-"the next scan.  Per recipient:\n"
+"client shared with smtp_forward.  The master gives each worker a\n"
+"share of the queue (the ids whose hash falls to it); every worker\n"
+"scans DIR/queue every scan_interval seconds, oldest first, for the\n"
+"messages of its share whose next attempt is due.  A worker started at\n"
+"start-up or by SIGHUP also tries every message of its share not held\n"
+"that it did not write itself: a flush.  When a worker dies the master\n"
+"starts a replacement with the same share, so its files are taken at\n"
+"once.  A worker holds an exclusive flock() on a queue file while it\n"
+"owns it, so each message has one owner even while an old generation\n"
+"drains after a reload; a file nobody touched for the longest retry\n"
+"wait and a few scans is taken by any worker.  Per recipient:\n"
 "\n"
 "  2xx                 delivered, done\n"
 "  5xx                 bounced (a delivery status notification)\n"

@@ -163,6 +163,7 @@ struct worker {
 	pid_t pid;
 	unsigned gen;
 	time_t started;
+	int share;		/* its share of the spool, 0..workers-1 */
 };
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
@@ -619,6 +620,7 @@ worker_main(struct server *srv)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (drop_privileges(srv->conf->user) != 0)
 		_exit(1);
+	gh_worker_share_set(srv->share, srv->nshares);
 	rc = server_run(srv);
 	_exit(rc);
 }
@@ -679,6 +681,22 @@ master_hostname(struct master *m)
 	m->srv.hostname = m->hostname;
 }
 
+static int
+master_free_share(const struct master *m, int want)
+{
+	int i, s;
+
+	for (s = 0; s < want; s++) {
+		for (i = 0; i < MAX_WORKERS * 2; i++)
+			if (m->w[i].pid > 0 && m->w[i].gen == m->gen &&
+			    m->w[i].share == s)
+				break;
+		if (i == MAX_WORKERS * 2)
+			return s;
+	}
+	return 0;
+}
+
 static void
 master_fill(struct master *m)
 {
@@ -693,6 +711,12 @@ master_fill(struct master *m)
 		/* A new worker takes over the slot's tickets: whatever a
 		 * dead one left there was given back at reap time. */
 		m->srv.worker = i;
+		/* And the share of the spool no live worker of this
+		 * generation has: a dead worker's queue files go to its
+		 * replacement (the spool plugin, filters/spool.c). */
+		m->srv.share = master_free_share(m, want);
+		m->srv.nshares = want;
+		m->w[i].share = m->srv.share;
 		m->w[i].pid = worker_spawn(&m->srv);
 		m->w[i].gen = m->gen;
 		m->w[i].started = time(NULL);

@@ -130,6 +130,7 @@ struct server {
 	struct conn_table *conns;
 	struct fail_table *auth_fails;
 	int worker;			/* index of this worker's tickets */
+	int share, nshares;		/* its share of the spool */
 	struct event *listen_ev[RELAYD_MAX_LISTEN];
 	int listen_fd[RELAYD_MAX_LISTEN];
 	size_t nlisten;

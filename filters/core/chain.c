@@ -521,3 +521,23 @@ gh_runtime_has_hook(const struct gh_runtime *rt, enum gh_hook h)
 {
 	return rt->nbound[h] > 0;
 }
+
+static int worker_share, worker_nshares = 1;
+
+void
+gh_worker_share_set(int share, int nshares)
+{
+	if (nshares < 1 || share < 0 || share >= nshares) {
+		share = 0;
+		nshares = 1;
+	}
+	worker_share = share;
+	worker_nshares = nshares;
+}
+
+void
+gh_worker_share(int *share, int *nshares)
+{
+	*share = worker_share;
+	*nshares = worker_nshares;
+}

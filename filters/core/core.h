@@ -94,6 +94,13 @@ struct gh_runtime *gh_runtime_create(struct gh_config *cfg,
 void gh_runtime_free(struct gh_runtime *rt);
 int gh_runtime_has_hook(const struct gh_runtime *rt, enum gh_hook h);
 
+/* This process's share of work that the workers divide (the spool's
+ * queue files): share in 0..nshares-1.  relayd's master gives each
+ * worker its share before the runtime starts, and a dead worker's share
+ * to its replacement; 0 of 1 (everything) otherwise. */
+void gh_worker_share_set(int share, int nshares);
+void gh_worker_share(int *share, int *nshares);
+
 /* ------------------------------------------------------------------ */
 /* Wire replies (replies.c): what each verdict means at each hook.       */
 

@@ -14,11 +14,14 @@ own name among the MX hosts cuts the list there (RFC 5321 5.1), 5.4.6
 when it was the best; the
 get_mx hook routes a domain DNS does not know (to an address, or to
 names tried in order), DENY bounces it with 5.4.4, DENYSOFT and a DNS
-failure defer with 4.4.3; the MX route of a deferred message survives a
+failure defer with 4.4.3; AUTH grants relaying and so MX routing; the MX
+route of a deferred message survives a
 restart; every hook fires for the right recipient with the queue id, hop
 and reply; max_per_destination holds while many messages wait, and
 connections are reused.
 """
+import base64
+import ctypes
 import email
 import email.policy
 import os
@@ -300,7 +303,61 @@ try:
 finally:
     r.stop()
 
-# --- 6. max_per_destination ------------------------------------------------
+# --- 6. AUTH grants relaying, so MX routing ---------------------------------
+def crypt(password):
+    """A SHA-512 crypt(3) hash from libcrypt itself."""
+    lib = ctypes.CDLL("libcrypt.so.1")
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong,
+                                  ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    return lib.crypt(password.encode(),
+                     lib.crypt_gensalt(b"$6$", 0, None, 0)).decode()
+
+
+users = os.path.join(spool, "users")
+with open(users, "w") as f:
+    f.write("alice:%s\n" % crypt("alice-pw-1"))
+spool3 = gh.tmpdir("gh-spool-mx-")
+r = gh.Relayd(body='dns = { servers = [ "%s" ]; timeout = 2; rdns = false; };\n'
+              'plugins = [ "auth_file", "scripted", "spool" ];\n'
+              'auth_file = { file = "%s"; };\n'
+              'spool = { dir = "%s"; port = %d; outbound = "mx"; '
+              'mx_port = %d; scan_interval = 1; };\n'
+              % (dm.server, users, spool3, hop.port, PORT))
+with open(r.conf) as f:
+    text = f.read()
+with open(r.conf, "w") as f:
+    f.write(text.replace('listen = [ "127.0.0.1:%d" ];' % r.port,
+                         'listen = [ "127.0.0.1:%d auth_plaintext=yes" ];'
+                         % r.port))
+r.start()
+try:
+    n1, nh = len(mx1.messages), len(hop.messages)
+    c = gh.Client(r.port)
+    c.reply()
+    c.cmd("EHLO client.test")
+    code, _ = c.cmd("AUTH PLAIN " + base64.b64encode(
+        b"\0alice\0alice-pw-1").decode())
+    c.cmd("MAIL FROM:<alice@x.test>")
+    c.cmd("RCPT TO:<au@example.test>")
+    c.cmd("DATA")
+    c.send(MSG + b".\r\n")
+    final, lines = c.reply()
+    c.cmd("QUIT")
+    c.close()
+    R.check("authenticated client: 235 and 250", code == 235 and
+            final == 250, repr(lines))
+    R.check("authenticated mail goes to the MX",
+            wait(lambda: "au@example.test" in rcpts_at(mx1)[n1:]),
+            repr(mx1.messages[n1:]))
+    R.check("not to the next hop", all("au@example.test" not in m["rcpts"]
+                                        for m in hop.messages[nh:]))
+finally:
+    r.stop()
+
+# --- 7. max_per_destination ------------------------------------------------
 mx1.rules = {"dot_delay": 0.3}
 c0, a0 = mx1.connections, mx1.max_active
 mx1.max_active = 0

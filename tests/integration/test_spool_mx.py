@@ -11,14 +11,13 @@ refuses connections, or greets with 421, is skipped for the next one; a
 domain with no MX goes to its address; a null MX (RFC 7505) bounces at
 once with 5.1.10; a domain that does not exist bounces with 5.1.2; our
 own name among the MX hosts cuts the list there (RFC 5321 5.1), 5.4.6
-when it was the best; the
-get_mx hook routes a domain DNS does not know (to an address, or to
-names tried in order), DENY bounces it with 5.4.4, DENYSOFT and a DNS
-failure defer with 4.4.3; AUTH grants relaying and so MX routing; the MX
-route of a deferred message survives a
-restart; every hook fires for the right recipient with the queue id, hop
-and reply; max_per_destination holds while many messages wait, and
-connections are reused.
+when it was the best; the get_mx hook routes a domain DNS does not know
+(to an address, or to names tried in order), DENY bounces it with 5.4.4,
+DENYSOFT and a DNS failure defer with 4.4.3; AUTH grants relaying and so
+MX routing; the MX route of a deferred message survives a restart; every
+hook fires for the right recipient with the queue id, hop and reply;
+max_per_destination holds while many messages wait, and connections are
+reused.
 """
 import base64
 import ctypes

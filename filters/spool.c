@@ -220,8 +220,8 @@ struct rcpt_state {
 	enum rstate state;
 	struct smtpc_reply reply;
 	size_t leg;			/* index into dlv.legs */
-	char hop[80];			/* "ip:port" that answered, or "" */
-	char mta[256];			/* its name (DSN Remote-MTA), or "" */
+	char hop[80];			/* "ip:port" that answered */
+	char mta[256];			/* its name (DSN Remote-MTA) */
 };
 
 /* The recipients of one destination domain ("" for the next hop). */
@@ -257,7 +257,7 @@ struct dlv {
 	size_t nlegs, cur;
 	struct mxhost hosts[MX_HOSTS_MAX];
 	size_t nhosts, hi;		/* hi: the next host to try */
-	int implicit;			/* no MX: the domain's own address */
+	int implicit;			/* no MX: the domain itself */
 	char addrs[MX_ADDRS_MAX][64];
 	size_t naddrs, ai;
 	struct gh_dns_query *dq;
@@ -273,7 +273,7 @@ struct mxpool {
 	LIST_ENTRY(mxpool) entry;
 	char ip[64];
 	int port;
-	char name[256];			/* the MX name: SNI, certificate */
+	char name[256];			/* MX name: SNI, certificate */
 	struct smtpc_pool *pool;
 };
 
@@ -331,7 +331,7 @@ struct spool {
 	LIST_HEAD(, mxpool) mxpools;
 	TAILQ_HEAD(, ntf) ntfs;
 	int share, nshares;		/* of the queue: see my_share */
-	uint32_t rng;			/* xorshift: equal MX preferences */
+	uint32_t rng;			/* xorshift: equal MX prefs */
 };
 
 static void dlv_start(struct spool *sp, int fd, const char *path,
@@ -1325,7 +1325,8 @@ set_state(struct dlv *d, size_t i, const struct smtpc_reply *rep)
 }
 
 static void leg_fail(struct dlv *d, int code, const char *enh,
-		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+		     const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* Every recipient of the current leg still pending gets rep. */
 static void
@@ -1919,7 +1920,8 @@ legs_make(struct dlv *d)
 		k = 0;
 		if (at != NULL && strlen(at + 1) < sizeof(dom))
 			for (; at[k + 1] != '\0'; k++)
-				dom[k] = (char)tolower((unsigned char)at[k + 1]);
+				dom[k] = (char)tolower(
+				    (unsigned char)at[k + 1]);
 		dom[k] = '\0';
 		for (j = 0; j < d->nlegs; j++)
 			if (strcmp(d->legs[j].domain, dom) == 0)

@@ -1135,6 +1135,38 @@ print_wire_table(void)
 	       gh_wire_reply(GH_HOOK_RCPT, GH_CONT, 0)->enh);
 }
 
+/*
+ * `relayd -h relayd|log|dns`: the host's own groups, printed like a
+ * plugin's directives so every setting of relayd.conf is documented by
+ * the binary that reads it.
+ */
+static int
+print_group_help(const char *name)
+{
+	static const struct {
+		const char *name, *what;
+		const struct gh_directive *dirs;
+	} groups[] = {
+		{ "relayd", "the SMTP server: listeners, TLS, AUTH limits, "
+		  "processes, SMTP limits and timeouts", relayd_directives },
+		{ "log", "logging to stderr or syslog", log_directives },
+		{ "dns", "the resolver every DNS-based plugin uses (c-ares, "
+		  "one per worker)", gh_dns_directives },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(groups) / sizeof(groups[0]); i++) {
+		if (strcmp(name, groups[i].name) != 0)
+			continue;
+		printf("%s - %s\n\nDIRECTIVES (group \"%s\" in the "
+		       "configuration file)\n\n", groups[i].name,
+		       groups[i].what, groups[i].name);
+		gh_directives_print(stdout, groups[i].dirs);
+		return 0;
+	}
+	return -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1169,6 +1201,8 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (help != NULL) {
+		if (print_group_help(help) == 0)
+			return 0;
 		if (gh_module_print_help(stdout, help, GH_PLUGIN_DIR) != 0) {
 			fprintf(stderr, "relayd: no plugin called \"%s\" "
 				"(relayd -l lists them)\n", help);

@@ -53,6 +53,22 @@ bad = [l for l in out.splitlines()
        if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*  +\S.*$", l)]
 R.check("-l lines are 'name  description'", not bad, repr(bad))
 
+# -h for the host's own groups: every directive of each, with its default,
+# as the sample configuration writes it.
+with open(os.path.join(gh.SRCDIR, "conf", "relayd.conf")) as f:
+    sample = f.read()
+for group in ("relayd", "log", "dns"):
+    rc, out, err = run("-h", group)
+    R.check("-h %s exits 0" % group, rc == 0, err)
+    m = re.search(r"^%s = \{(.*?)^\};" % group, sample, re.M | re.S)
+    names = re.findall(r"^\s+(\w+) =", m.group(1), re.M) if m else []
+    shown = re.findall(r"^  (\w+) = ", out, re.M)
+    R.check("-h %s documents the sample's %d directives" % (group,
+            len(names)), names and set(names) <= set(shown),
+            repr(sorted(set(names) - set(shown))))
+    R.check("-h %s gives each a description" % group,
+            out.count("\n      ") >= len(shown) > 0, out[:300])
+
 # -h for an unknown plugin.
 rc, out, err = run("-h", "no_such_plugin")
 R.check("-h unknown exits 2", rc == 2, str(rc))

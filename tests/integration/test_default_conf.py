@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import gh  # noqa: E402
@@ -28,15 +27,6 @@ def rewrite(text, pattern, repl, label):
     out, n = re.subn(pattern, repl, text, count=1, flags=re.M | re.S)
     R.check("shipped conf has %s" % label, n == 1, pattern)
     return out
-
-
-def wait(cond, timeout=15.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
 
 
 tmp = gh.tmpdir("gh-default-")
@@ -81,7 +71,7 @@ try:
             p.returncode == 0 and p.stdout + p.stderr == "",
             p.stdout + p.stderr)
     qdir = os.path.join(spooldir, "queue")
-    R.check("6 messages wait in the queue", wait(
+    R.check("6 messages wait in the queue", gh.wait(
         lambda: os.path.isdir(qdir) and len(os.listdir(qdir)) == 6),
         str(os.listdir(qdir) if os.path.isdir(qdir) else None))
 
@@ -108,10 +98,10 @@ try:
     # The workers pick flushed mail up at their next scan (60 s by
     # default); SIGHUP, as the README says, has them try it now.
     relayd.send_signal(signal.SIGHUP)
-    R.check("smtp-sink received all 6", wait(
+    R.check("smtp-sink received all 6", gh.wait(
         lambda: len(os.listdir(dump)) == 6), str(len(os.listdir(dump))))
     R.check("the queue is empty again",
-            wait(lambda: len(os.listdir(qdir)) == 0), str(os.listdir(qdir)))
+            gh.wait(lambda: len(os.listdir(qdir)) == 0), str(os.listdir(qdir)))
 finally:
     if sink is not None:
         sink.terminate()

@@ -29,45 +29,15 @@ MSG = (b"From: a@x.test\r\nSubject: spool test\r\nMessage-ID: <m1@x.test>"
        b"\r\n\r\nbody\r\n.dot line\r\nlast\r\n")
 
 
+def send(port, rcpts, msg=MSG, sender="a@x.test"):
+    return gh.send_mail(port, rcpts, msg, sender)
+
+
 def relayd(spooldir, hop_port, extra=""):
     return gh.Relayd(body='plugins = [ "scripted", "spool" ];\n'
                      'spool = { dir = "%s"; port = %d; retry = [ "1", "1", '
                      '"2" ]; scan_interval = 1; %s };\n'
                      % (spooldir, hop_port, extra)).start()
-
-
-def stuff(msg):
-    return b"\r\n".join(b"." + l if l.startswith(b".") else l
-                        for l in msg.split(b"\r\n"))
-
-
-def send(port, rcpts, msg=MSG, sender="a@x.test", before_dot=None):
-    c = gh.Client(port)
-    c.reply()
-    c.cmd("EHLO client.test")
-    c.cmd("MAIL FROM:<%s>" % sender)
-    for r in rcpts:
-        c.cmd("RCPT TO:<%s>" % r)
-    c.cmd("DATA")
-    c.send(stuff(msg) + b".\r\n")
-    final = c.reply()
-    c.cmd("QUIT")
-    c.close()
-    return final
-
-
-def queue_files(spooldir, sub="queue"):
-    d = os.path.join(spooldir, sub)
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
-
-
-def wait(cond, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def only_received_added(data, msg):
@@ -106,7 +76,7 @@ try:
             "queued" in lines[-1], repr(lines))
     # The hop is slow (dot_delay): the file is in the queue right after
     # the 250, complete with its end marker.
-    files = queue_files(spool)
+    files = gh.queue_files(spool)
     ok = len(files) == 1
     if ok:
         with open(os.path.join(spool, "queue", files[0]), "rb") as f:
@@ -123,8 +93,8 @@ try:
             sink.messages and only_received_added(sink.messages[0]["data"],
                                                   MSG))
     R.check("queue file removed after delivery",
-            wait(lambda: queue_files(spool) == []), repr(queue_files(spool)))
-    R.check("tmp empty", queue_files(spool, "tmp") == [])
+            gh.wait(lambda: gh.queue_files(spool) == []), repr(gh.queue_files(spool)))
+    R.check("tmp empty", gh.queue_files(spool, "tmp") == [])
 
     # --- 2. one recipient 5xx, one 4xx, one fine ---------------------------
     sink.rules["dot_delay"] = 0
@@ -171,8 +141,8 @@ try:
             sink.wait_messages(n0 + 3, 8) and
             sink.messages[n0 + 2]["rcpts"] == ["later@y.test"],
             repr(sink.messages[n0 + 2:]))
-    R.check("queue empty after retry", wait(lambda: queue_files(spool) ==
-                                            []), repr(queue_files(spool)))
+    R.check("queue empty after retry", gh.wait(lambda: gh.queue_files(spool) ==
+                                            []), repr(gh.queue_files(spool)))
     log = r.log_text()
     R.check("deferred logged", "later@y.test> deferred" in log)
 
@@ -181,8 +151,8 @@ try:
     code, lines = send(r.port, ["bad@y.test"], sender="")
     R.check("null sender: 250", code == 250, repr(lines))
     R.check("null sender: dropped, no bounce",
-            wait(lambda: "no bounce for a message from the null sender" in
-                 r.log_text()) and queue_files(spool) == [] and
+            gh.wait(lambda: "no bounce for a message from the null sender" in
+                 r.log_text()) and gh.queue_files(spool) == [] and
             len(sink.messages) == n0, repr(sink.messages[n0:]))
 finally:
     r.stop()
@@ -197,8 +167,8 @@ try:
     got = [send(r.port, ["r%d@y.test" % i], msg=MSG.replace(
         b"spool test", b"spool test %d" % i))[0] for i in range(N)]
     R.check("hop down: every message 250", got == [250] * N, repr(got))
-    R.check("hop down: all queued", len(queue_files(spool)) == N)
-    R.check("hop down: deferred", wait(lambda: "deferred for 1 recipients"
+    R.check("hop down: all queued", len(gh.queue_files(spool)) == N)
+    R.check("hop down: deferred", gh.wait(lambda: "deferred for 1 recipients"
                                        in r.log_text()))
     sink = smtpsink.Sink(port=hop)
     R.check("hop up: all delivered", sink.wait_messages(N, 15),
@@ -206,7 +176,7 @@ try:
     rc = sorted(m["rcpts"][0] for m in sink.messages)
     R.check("hop up: none lost, no duplicates",
             rc == sorted("r%d@y.test" % i for i in range(N)), repr(rc))
-    R.check("hop up: queue empty", wait(lambda: queue_files(spool) == []))
+    R.check("hop up: queue empty", gh.wait(lambda: gh.queue_files(spool) == []))
     sink.stop()
 finally:
     r.stop()
@@ -224,13 +194,13 @@ try:
             sink.messages[0]["rcpts"] == ["pm@y.test"] and
             sink.messages[0]["mail"].startswith("MAIL FROM:<>"),
             repr(sink.messages))
-    R.check("double bounce: nothing left", wait(lambda: queue_files(spool)
+    R.check("double bounce: nothing left", gh.wait(lambda: gh.queue_files(spool)
                                                == []))
     sink.rules["rcpt"]["pm@y.test"] = "550 5.1.1 pm gone"
     code, lines = send(r.port, ["bad@y.test"], sender="s@x.test")
     R.check("triple failure: dropped with a log line",
-            wait(lambda: "undeliverable bounce dropped" in r.log_text()) and
-            wait(lambda: queue_files(spool) == []))
+            gh.wait(lambda: "undeliverable bounce dropped" in r.log_text()) and
+            gh.wait(lambda: gh.queue_files(spool) == []))
 finally:
     r.stop()
     sink.stop()
@@ -242,10 +212,10 @@ r = relayd(spool, hop, "max_lifetime = 2;")
 try:
     code, _ = send(r.port, ["late@y.test"], sender="s@x.test")
     R.check("expiry: 250 with the hop down", code == 250)
-    R.check("expiry: still queued", len(queue_files(spool)) == 1)
+    R.check("expiry: still queued", len(gh.queue_files(spool)) == 1)
     r.stop()
     # A torn copy (crash halfway through a write that reached the disk).
-    name = queue_files(spool)[0]
+    name = gh.queue_files(spool)[0]
     with open(os.path.join(spool, "queue", name), "rb") as f:
         raw = f.read()
     with open(os.path.join(spool, "queue", "Z" + name[1:]), "wb") as f:
@@ -255,9 +225,9 @@ try:
     time.sleep(2)
     r = relayd(spool, hop, "max_lifetime = 2;")
     R.check("torn file moved to corrupt/",
-            wait(lambda: queue_files(spool, "corrupt") == ["Z" + name[1:]]),
-            repr(queue_files(spool, "corrupt")))
-    R.check("torn file logged", wait(lambda: "is damaged" in r.log_text()))
+            gh.wait(lambda: gh.queue_files(spool, "corrupt") == ["Z" + name[1:]]),
+            repr(gh.queue_files(spool, "corrupt")))
+    R.check("torn file logged", gh.wait(lambda: "is damaged" in r.log_text()))
     # The hop is up but refuses it for now: past max_lifetime it bounces.
     R.check("expired: bounce at the sender", sink.wait_messages(1, 8) and
             sink.messages[0]["rcpts"] == ["s@x.test"] and
@@ -287,11 +257,11 @@ if os.geteuid() == 0:
             R.check("disk full: 452 4.3.1", all(
                 c[0] == 452 and "4.3.1" in c[1][-1] for c in full),
                 repr(full))
-            stored = len(queue_files(spool))
+            stored = len(gh.queue_files(spool))
             R.check("disk full: a 250 for each stored message only",
                     stored == len(codes) - len(full),
                     "%d stored, %r" % (stored, codes))
-            R.check("disk full: no tmp left", queue_files(spool, "tmp")
+            R.check("disk full: no tmp left", gh.queue_files(spool, "tmp")
                     == [])
         finally:
             r.stop()
@@ -318,7 +288,7 @@ try:
     for rc in ("a@y.test", "b@z.test", "c@y.test"):
         code, lines = send(r.port, [rc])
         ids.append(lines[-1].split("Message accepted: ")[-1].split()[0])
-    R.check("-q: all deferred", wait(lambda: r.log_text().count(
+    R.check("-q: all deferred", gh.wait(lambda: r.log_text().count(
         "deferred for 1 recipients") == 3))
     rc, out = q("count")
     R.check("-q count", rc == 0 and out.startswith(
@@ -349,7 +319,7 @@ try:
     R.check("deleted message never delivered", len(sink.messages) == 2)
     sink.rules["rcpt"] = {"d@y.test": "451 4.3.2 not now"}
     send(r.port, ["d@y.test"])
-    R.check("deferred for an hour", wait(lambda: r.log_text().count(
+    R.check("deferred for an hour", gh.wait(lambda: r.log_text().count(
         "deferred for 1 recipients") >= 4))
     sink.rules["rcpt"] = {}
     r.proc.send_signal(signal.SIGHUP)

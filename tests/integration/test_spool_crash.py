@@ -35,14 +35,6 @@ def relayd(spool, hop):
                      % (spool, hop, MAX_DELIVERIES)).start()
 
 
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
 def gone(pid):
     """Exited (a zombie has released everything too)."""
     try:
@@ -57,7 +49,7 @@ def kill_all(r):
     # A stopped master cannot replace the workers killed below: a
     # replacement it forked in between would outlive the round.
     os.kill(r.proc.pid, signal.SIGSTOP)
-    pids = children(r.proc.pid)
+    pids = gh.children(r.proc.pid)
     for p in pids:
         try:
             os.kill(p, signal.SIGKILL)

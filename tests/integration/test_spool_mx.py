@@ -24,11 +24,9 @@ import ctypes
 import email
 import email.policy
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import dnsmasq  # noqa: E402
@@ -39,25 +37,7 @@ R = gh.Results("spool_mx")
 MSG = b"From: a@x.test\r\nSubject: mx test\r\n\r\nbody\r\n"
 
 
-def common_port(hosts):
-    """A TCP port free on every one of hosts."""
-    for _ in range(50):
-        port = gh.free_port(hosts[0])
-        ok = True
-        for h in hosts[1:]:
-            s = socket.socket()
-            try:
-                s.bind((h, port))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return port
-    raise RuntimeError("no common free port")
-
-
-PORT = common_port(["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"])
+PORT = gh.common_port(["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"])
 RECORDS = [
     ("MX", "example.test", "mx1.example.test", 10),
     ("MX", "example.test", "mx2.example.test", 20),
@@ -95,35 +75,11 @@ def relayd(dns, spool, hop_port, extra="", probe=""):
 
 
 def send(port, rcpts, source="127.0.0.2", sender="s@x.test", msg=MSG):
-    c = gh.Client(port, source)
-    c.reply()
-    c.cmd("EHLO client.test")
-    c.cmd("MAIL FROM:<%s>" % sender)
-    for r in rcpts:
-        code, lines = c.cmd("RCPT TO:<%s>" % r)
-        if code != 250:
-            c.close()
-            return code, lines
-    c.cmd("DATA")
-    c.send(msg + b".\r\n")
-    final = c.reply()
-    c.cmd("QUIT")
-    c.close()
-    return final
-
-
-def wait(cond, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    return gh.send_mail(port, rcpts, msg, sender, source)
 
 
 def queue_files(spool):
-    d = os.path.join(spool, "queue")
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+    return gh.queue_files(spool)
 
 
 def rcpts_at(sink):
@@ -175,7 +131,7 @@ try:
     R.check("nothing else at the MX hosts",
             len(mx1.messages) == 1 and mx2.messages == [],
             repr((mx1.messages, mx2.messages)))
-    R.check("queue empty", wait(lambda: queue_files(spool) == []),
+    R.check("queue empty", gh.wait(lambda: queue_files(spool) == []),
             repr(queue_files(spool)))
 
     # --- 2. one file, several destinations ----------------------------------
@@ -186,15 +142,15 @@ try:
                        sender="s2@x.test")
     R.check("multi-domain message accepted", code == 250, repr(lines))
     R.check("first MX refuses connections: the next MX",
-            wait(lambda: "d@down.test" in rcpts_at(mx2)), repr(mx2.messages))
+            gh.wait(lambda: "d@down.test" in rcpts_at(mx2)), repr(mx2.messages))
     R.check("first MX greets 421: the next MX",
-            wait(lambda: "h@busy.test" in rcpts_at(mx2)) and
+            gh.wait(lambda: "h@busy.test" in rcpts_at(mx2)) and
             busy.connections >= 1 and busy.messages == [],
             "busy connections %d" % busy.connections)
     R.check("no MX: the domain's address",
-            wait(lambda: "e@amx.test" in rcpts_at(mx1)), repr(mx1.messages))
+            gh.wait(lambda: "e@amx.test" in rcpts_at(mx1)), repr(mx1.messages))
     R.check("get_mx hook routes a domain unknown to DNS",
-            wait(lambda: "g@routed.test" in rcpts_at(mx2)),
+            gh.wait(lambda: "g@routed.test" in rcpts_at(mx2)),
             repr(mx2.messages))
     R.check("one transaction per destination",
             all(len(m["rcpts"]) == 1 for m in mx1.messages[n1:] +
@@ -216,7 +172,7 @@ try:
             set(st) == {"f@nullmx.test", "i@nosuch.test",
                         "j@refused.test"}, repr(st))
     R.check("nothing left to retry (no retry for a null MX)",
-            wait(lambda: queue_files(spool) == []),
+            gh.wait(lambda: queue_files(spool) == []),
             repr(queue_files(spool)))
 
     # --- 3. hooks ------------------------------------------------------------
@@ -245,25 +201,25 @@ try:
     code, lines = send(r.port, ["later@example.test", "now@example.test"])
     qid = lines[-1].split()[-2] if code == 250 else "?"
     R.check("deferred hook for the 4xx recipient with the queue id",
-            wait(lambda: any("<later@example.test> id %s " % qid in l and
+            gh.wait(lambda: any("<later@example.test> id %s " % qid in l and
                              ": 450 4.2.0 try later" in l
                              for l in hook_lines(r, "deferred"))),
             "\n".join(hook_lines(r, "deferred")) + " qid " + qid)
     R.check("the other recipient delivered (hook with the same id)",
-            wait(lambda: any("<now@example.test> id %s " % qid in l
+            gh.wait(lambda: any("<now@example.test> id %s " % qid in l
                              for l in hook_lines(r, "delivered"))),
             "\n".join(hook_lines(r, "delivered")))
     code, lines = send(r.port, ["x@elsewhere.zone"])
     R.check("DNS failure (REFUSED) defers: 451 4.4.3 to the hook",
             code == 250 and
-            wait(lambda: any("<x@elsewhere.zone>" in l and ": 451 4.4.3 " in l
+            gh.wait(lambda: any("<x@elsewhere.zone>" in l and ": 451 4.4.3 " in l
                              for l in hook_lines(r, "deferred"))),
             "\n".join(hook_lines(r, "deferred")))
     nh = len(hop.messages)
     code, lines = send(r.port, ["u@loop.test", "v@loopb.test"],
                        sender="s3@x.test")
     R.check("our name as a less preferred MX: the better one is used",
-            code == 250 and wait(lambda: "v@loopb.test" in rcpts_at(mx1)),
+            code == 250 and gh.wait(lambda: "v@loopb.test" in rcpts_at(mx1)),
             repr(mx1.messages[-2:]))
     R.check("our name as the best MX: bounced 5.4.6, not sent to worse "
             "ones", hop.wait_messages(nh + 1) and
@@ -273,13 +229,13 @@ try:
     code, lines = send(r.port, ["k@named.test", "l@soft.test"])
     R.check("get_mx route by name: the first has no address, the second "
             "takes it", code == 250 and
-            wait(lambda: "k@named.test" in rcpts_at(mx2)), repr(mx2.messages))
+            gh.wait(lambda: "k@named.test" in rcpts_at(mx2)), repr(mx2.messages))
     R.check("get_mx DENYSOFT defers: 451 4.4.3 to the hook",
-            wait(lambda: any("<l@soft.test>" in l and ": 451 4.4.3 " in l
+            gh.wait(lambda: any("<l@soft.test>" in l and ": 451 4.4.3 " in l
                              for l in hook_lines(r, "deferred"))),
             "\n".join(hook_lines(r, "deferred")))
     R.check("deferred recipients kept in the queue",
-            wait(lambda: len(queue_files(spool)) == 3), repr(queue_files(spool)))
+            gh.wait(lambda: len(queue_files(spool)) == 3), repr(queue_files(spool)))
     p = subprocess.run([gh.RELAYD, "-c", r.conf, "-q", "list"],
                        capture_output=True, text=True, timeout=10)
     R.check("relayd -q list shows the MX route",
@@ -294,7 +250,7 @@ n1 = len(mx1.messages)
 r = relayd(dm.server, spool, hop.port, probe=PROBE)
 try:
     R.check("after a restart the deferred recipient goes to its MX",
-            wait(lambda: "later@example.test" in rcpts_at(mx1)[n1:]),
+            gh.wait(lambda: "later@example.test" in rcpts_at(mx1)[n1:]),
             repr(mx1.messages[n1:]))
     R.check("and not to the next hop",
             all("later@example.test" not in m["rcpts"]
@@ -349,7 +305,7 @@ try:
     R.check("authenticated client: 235 and 250", code == 235 and
             final == 250, repr(lines))
     R.check("authenticated mail goes to the MX",
-            wait(lambda: "au@example.test" in rcpts_at(mx1)[n1:]),
+            gh.wait(lambda: "au@example.test" in rcpts_at(mx1)[n1:]),
             repr(mx1.messages[n1:]))
     R.check("not to the next hop", all("au@example.test" not in m["rcpts"]
                                         for m in hop.messages[nh:]))

@@ -25,35 +25,8 @@ def fnv(s):
     return h
 
 
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
 def send(port, rcpt):
-    c = gh.Client(port)
-    c.reply()
-    c.cmd("EHLO client.test")
-    c.cmd("MAIL FROM:<s@x.test>")
-    c.cmd("RCPT TO:<%s>" % rcpt)
-    c.cmd("DATA")
-    c.send(MSG + b".\r\n")
-    final = c.reply()
-    c.cmd("QUIT")
-    c.close()
-    return final
-
-
-def wait(cond, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    return gh.send_mail(port, [rcpt], MSG)
 
 
 def queue(spool):
@@ -79,16 +52,16 @@ try:
             ids[lines[-1].split()[-2]] = "m%d@y.test" % i
     R.check("16 messages accepted", len(ids) == 16, repr(ids))
     R.check("all deferred (next hop down)",
-            wait(lambda: r.log_text().count(" deferred for 1 ") >= 16),
+            gh.wait(lambda: r.log_text().count(" deferred for 1 ") >= 16),
             r.log_text()[-2000:])
     R.check("each worker took a share",
-            wait(lambda: r.log_text().count("delivers share ") >= 2))
+            gh.wait(lambda: r.log_text().count("delivers share ") >= 2))
     sink = smtpsink.Sink(port=hop_port)
     time.sleep(2.5)
     R.check("due in an hour: the scans leave them alone",
             sink.messages == [] and len(queue(spool)) == 16,
             repr(delivered(sink)))
-    pids = children(r.proc.pid)
+    pids = gh.children(r.proc.pid)
     R.check("two workers", len(pids) == 2, repr(pids))
     victim = pids[0]
     log = r.log_text()
@@ -101,10 +74,10 @@ try:
     others = sorted(q for q in ids if fnv(q) % 2 != share)
     os.kill(victim, signal.SIGKILL)
     R.check("master starts a replacement",
-            wait(lambda: len([p for p in children(r.proc.pid)
+            gh.wait(lambda: len([p for p in gh.children(r.proc.pid)
                               if p != victim]) == 2))
     R.check("the replacement delivers the dead worker's share at once",
-            wait(lambda: delivered(sink) == mine) and len(mine) > 0,
+            gh.wait(lambda: delivered(sink) == mine) and len(mine) > 0,
             "%r vs %r" % (delivered(sink), mine))
     time.sleep(1.5)
     R.check("and only that share: the others wait for their owner",
@@ -112,7 +85,7 @@ try:
             "%r %r" % (delivered(sink), queue(spool)))
     os.kill(r.proc.pid, signal.SIGHUP)
     R.check("SIGHUP: the new workers flush every share",
-            wait(lambda: delivered(sink) == sorted(ids.values()) and
+            gh.wait(lambda: delivered(sink) == sorted(ids.values()) and
                  queue(spool) == []),
             "%r %r" % (delivered(sink), queue(spool)))
 finally:

@@ -13,10 +13,8 @@ MX the recipient is deferred, nothing sent in clear; tls_verify without
 required TLS stops start-up.
 """
 import os
-import socket
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import dnsmasq  # noqa: E402
@@ -36,24 +34,7 @@ subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                capture_output=True)
 
 
-def common_port(hosts):
-    for _ in range(50):
-        port = gh.free_port(hosts[0])
-        ok = True
-        for h in hosts[1:]:
-            s = socket.socket()
-            try:
-                s.bind((h, port))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return port
-    raise RuntimeError("no common free port")
-
-
-PORT = common_port(["127.0.0.1", "127.0.0.3", "127.0.0.4"])
+PORT = gh.common_port(["127.0.0.1", "127.0.0.3", "127.0.0.4"])
 RECORDS = [
     ("MX", "tls.test", "mx.tls.test", 10),
     ("HOST", "mx.tls.test", "127.0.0.3"),
@@ -100,27 +81,7 @@ def spool_relayd(dns, spool, hop_port, extra=""):
 
 
 def send(port, rcpts, source="127.0.0.2"):
-    c = gh.Client(port, source)
-    c.reply()
-    c.cmd("EHLO client.test")
-    c.cmd("MAIL FROM:<s@x.test>")
-    for r in rcpts:
-        c.cmd("RCPT TO:<%s>" % r)
-    c.cmd("DATA")
-    c.send(MSG + b".\r\n")
-    final = c.reply()
-    c.cmd("QUIT")
-    c.close()
-    return final
-
-
-def wait(cond, timeout=10.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    return gh.send_mail(port, rcpts, MSG, "s@x.test", source)
 
 
 def received_by(hop, rcpt):
@@ -149,12 +110,12 @@ try:
     code, lines = send(r.port, ["n@hop.test"], source="127.0.0.1")
     R.check("non-relayed message accepted", code == 250, repr(lines))
     R.check("next hop: opportunistic STARTTLS by default (ESMTPS)",
-            wait(lambda: len(hop.messages()) == 1) and
+            gh.wait(lambda: len(hop.messages()) == 1) and
             "ESMTPS" in (received_by(hop, "n@hop.test") or ""),
             repr(received_by(hop, "n@hop.test")))
     code, lines = send(r.port, ["m@tls.test"])
     R.check("MX host: opportunistic STARTTLS (ESMTPS)",
-            code == 250 and wait(lambda: len(mx.messages()) == 1) and
+            code == 250 and gh.wait(lambda: len(mx.messages()) == 1) and
             "ESMTPS" in (received_by(mx, "m@tls.test") or ""),
             repr(received_by(mx, "m@tls.test")))
     R.check("spool log names the TLS session",
@@ -170,10 +131,10 @@ try:
     code, lines = send(r.port, ["v@tls.test"])
     R.check("required + verified: delivered to the MX named in the "
             "certificate", code == 250 and
-            wait(lambda: len(mx.messages()) == n + 1), repr(lines))
+            gh.wait(lambda: len(mx.messages()) == n + 1), repr(lines))
     code, lines = send(r.port, ["w@mixed.test"])
     R.check("preferred MX without STARTTLS skipped for the TLS one",
-            code == 250 and wait(lambda: len(mx.messages()) == n + 2) and
+            code == 250 and gh.wait(lambda: len(mx.messages()) == n + 2) and
             rcpts_at(plain) == [], repr(rcpts_at(plain)))
     code, lines = send(r.port, ["x@wrong.test", "y@plain.test"])
     log = ""
@@ -184,7 +145,7 @@ try:
         return ("<x@wrong.test> deferred" in log and
                 "<y@plain.test> deferred" in log)
     R.check("certificate for another name, no STARTTLS: both deferred",
-            code == 250 and wait(deferred),
+            code == 250 and gh.wait(deferred),
             "\n".join(l for l in log.splitlines() if "deferred" in l))
     R.check("the wrong name is 4.7.5",
             any("<x@wrong.test> deferred" in l and " 4.7.5 " in l

@@ -82,6 +82,75 @@ def wait_port(host, port, timeout=10.0, proc=None):
     raise RuntimeError("nothing listens on %s:%d" % (host, port))
 
 
+def wait(cond, timeout=10.0):
+    """Poll cond until it holds or timeout seconds pass; its last value."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def common_port(hosts):
+    """A TCP port free on every one of hosts (loopback aliases)."""
+    for _ in range(50):
+        port = free_port(hosts[0])
+        ok = True
+        for h in hosts[1:]:
+            s = socket.socket()
+            try:
+                s.bind((h, port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return port
+    raise RuntimeError("no port free on all of %s" % hosts)
+
+
+def children(pid):
+    """The pids of a process's children (relayd's workers)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def queue_files(spooldir, sub="queue"):
+    """The files of a spool plugin's directory (queue, tmp, corrupt)."""
+    d = os.path.join(spooldir, sub)
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def dot_stuff(msg):
+    """RFC 5321 4.5.2: a line starting with "." gets another."""
+    return b"\r\n".join(b"." + l if l.startswith(b".") else l
+                        for l in msg.split(b"\r\n"))
+
+
+def send_mail(port, rcpts, msg, sender="s@x.test", source="127.0.0.1"):
+    """One transaction; the reply to the final dot, or the first RCPT
+    reply that is not 250 (then no DATA)."""
+    c = Client(port, source)
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.cmd("MAIL FROM:<%s>" % sender)
+    for r in rcpts:
+        code, lines = c.cmd("RCPT TO:<%s>" % r)
+        if code != 250:
+            c.close()
+            return code, lines
+    c.cmd("DATA")
+    c.send(dot_stuff(msg) + b".\r\n")
+    final = c.reply()
+    c.cmd("QUIT")
+    c.close()
+    return final
+
+
 class Relayd:
     """A relayd on its own port with a generated configuration.
 

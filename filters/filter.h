@@ -389,7 +389,15 @@ struct gh_plugin {
 	 * built into relayd that run hook chains of their own (the
 	 * spool's delivery hooks).  Set before init. */
 	struct gh_runtime *rt;
+	/* An auth hook plugin's init sets GH_AUTH_* flags for the SASL
+	 * mechanisms beyond PLAIN and LOGIN it can verify; relayd offers
+	 * one only when some plugin on the auth hook set it.  0 before
+	 * init.  (Added at the end: the host allocates this struct.) */
+	unsigned auth_mechs;
 };
+
+/* gh_plugin.auth_mechs */
+#define GH_AUTH_CRAM_MD5	0x01u	/* call->challenge and call->digest */
 
 /* Host-supplied parameters of the hook being run. */
 struct gh_call {
@@ -407,10 +415,18 @@ struct gh_call {
 	enum gh_verdict denied_verdict;
 	/* AUTH: the identity and the password the client gave (decoded,
 	 * NUL-free).  Never log the password; it is wiped after the
-	 * chain. */
+	 * chain.  NULL for CRAM-MD5 (below). */
 	const char *user;
 	const char *password;
 	void *core;			/* core-private */
+	/* AUTH CRAM-MD5 (RFC 2195; arg is "CRAM-MD5", password NULL):
+	 * the challenge relayd sent, "<random.time@host>" as it was hashed
+	 * (not base64), and the client's HMAC-MD5 of it keyed with the
+	 * password, 32 lower-case hex digits.  Compare in constant time.
+	 * NULL for the other mechanisms.  Only a plugin that set
+	 * GH_AUTH_CRAM_MD5 in its init should answer other than CONT. */
+	const char *challenge;
+	const char *digest;
 };
 
 /* Give your own reply for the verdict being returned.  code is 0 to

@@ -24,6 +24,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,18 +37,19 @@
 #include "dataframe.h"
 #include "proxy.h"
 #include "relayd.h"
+#include "sasl.h"
 
 #define REPLY_LINE 600
 #define HELO_MAX 256
 #define INPUT_MAX (256 * 1024)	/* input buffered while busy */
 #define OUTPUT_MAX (64 * 1024)	/* replies queued before input pauses */
-#define AUTH_FIELD 256		/* RFC 4616 2: 255 octets at most */
-#define AUTH_DECODED 1024	/* a decoded SASL response */
 
 enum sstate { ST_CONNECT, ST_CMD, ST_DATA, ST_BDAT, ST_CLOSING };
 
 /* Where an AUTH exchange is (RFC 4954 4): which response comes next. */
-enum auth_step { AUTH_NONE, AUTH_PLAIN, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
+enum auth_step {
+	AUTH_NONE, AUTH_PLAIN, AUTH_LOGIN_USER, AUTH_LOGIN_PASS, AUTH_CRAM
+};
 
 struct session {
 	struct server *srv;
@@ -76,9 +78,12 @@ struct session {
 	int fd;
 	SSL *ssl;			/* STARTTLS: until the switch */
 	enum auth_step auth_step;
-	const char *auth_mech;		/* "PLAIN" or "LOGIN" */
-	char auth_user[AUTH_FIELD];
-	char auth_pass[AUTH_FIELD];	/* wiped once the chain is done */
+	const char *auth_mech;		/* "PLAIN", "LOGIN" or "CRAM-MD5" */
+	char auth_user[SASL_FIELD];
+	/* The password; for CRAM-MD5 the client's hex digest.  Wiped once
+	 * the chain is done. */
+	char auth_pass[SASL_FIELD];
+	char auth_challenge[SASL_CHALLENGE];	/* CRAM-MD5: what we sent */
 	struct event *auth_timer;	/* a failure's delayed reply */
 	char auth_reply[REPLY_LINE];
 	int ticket;			/* ... with this ticket */
@@ -112,6 +117,7 @@ struct command {
 static void session_process(struct session *s);
 static void session_close(struct session *s);
 static int auth_offered(const struct session *s);
+static int auth_cram_offered(const struct session *s);
 static void run_chain(struct session *s, struct gh_call *proto,
 		      gh_chain_done_fn done);
 
@@ -392,7 +398,8 @@ ehlo_reply(struct session *s)
 	if (s->lst->tls == LISTEN_TLS_STARTTLS && !s->tls_layer)
 		reply_line(s, 250, '-', NULL, "STARTTLS");
 	if (auth_offered(s))
-		reply_line(s, 250, '-', NULL, "AUTH PLAIN LOGIN");
+		reply_line(s, 250, '-', NULL, auth_cram_offered(s) ?
+			   "AUTH PLAIN LOGIN CRAM-MD5" : "AUTH PLAIN LOGIN");
 	if (s->xclient_ok)
 		reply_line(s, 250, '-', NULL, "XCLIENT NAME ADDR PORT PROTO HELO "
 			   "LOGIN DESTADDR DESTPORT REVERSE_NAME");
@@ -1390,13 +1397,13 @@ cmd_starttls(struct session *s, char *arg)
 }
 
 /* ------------------------------------------------------------------ */
-/* AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN.                     */
+/* AUTH (RFC 4954) with PLAIN (RFC 4616), LOGIN and CRAM-MD5 (RFC 2195).  */
 
 /*
  * Offered when a plugin is bound to the auth hook, and only under TLS
  * unless the listener says auth_plaintext=yes: PLAIN and LOGIN send the
- * password as it is.  CRAM-MD5 is not offered: it needs the password
- * (or an equivalent) on the server, where only hashes are kept.
+ * password as it is, and a CRAM-MD5 exchange seen in clear can be
+ * attacked offline.  The responses are taken apart in sasl.c.
  */
 static int
 auth_offered(const struct session *s)
@@ -1405,50 +1412,24 @@ auth_offered(const struct session *s)
 	    (s->conn->tls || s->lst->auth_plaintext);
 }
 
+/*
+ * CRAM-MD5 needs the server to hold the password or its HMAC-MD5
+ * states: offered (where AUTH is) only when a plugin on the auth hook
+ * said in its init that it can verify it (gh_plugin.auth_mechs).
+ */
 static int
-b64_value(unsigned char ch)
+auth_cram_offered(const struct session *s)
 {
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
+	const struct gh_runtime *rt = s->srv->rt;
+	size_t i;
 
-/* Strict base64 (RFC 4648 4): whole quanta, padding only at the end.
- * Returns the decoded length, or -1. */
-static ssize_t
-b64_decode(const char *in, unsigned char *out, size_t outlen)
-{
-	size_t len = strlen(in), i, n = 0;
-	int v[4], k, pad;
-
-	if (len % 4 != 0 || len / 4 * 3 > outlen)
-		return -1;
-	for (i = 0; i < len; i += 4) {
-		pad = 0;
-		for (k = 0; k < 4; k++) {
-			if (in[i + k] == '=' && i + 4 == len && k >= 2) {
-				v[k] = 0;
-				pad++;
-			} else if (pad > 0 ||
-			    (v[k] = b64_value((unsigned char)in[i + k])) < 0) {
-				return -1;
-			}
-		}
-		out[n++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-		if (pad < 2)
-			out[n++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
-		if (pad < 1)
-			out[n++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
-	}
-	return (ssize_t)n;
+	if (!auth_offered(s))
+		return 0;
+	for (i = 0; i < rt->nbound[GH_HOOK_AUTH]; i++)
+		if (rt->bound[GH_HOOK_AUTH][i].plugin->auth_mechs &
+		    GH_AUTH_CRAM_MD5)
+			return 1;
+	return 0;
 }
 
 static void
@@ -1456,6 +1437,7 @@ auth_wipe(struct session *s)
 {
 	explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
 	explicit_bzero(s->auth_user, sizeof(s->auth_user));
+	s->auth_challenge[0] = '\0';
 }
 
 /* The exchange ends without a verdict: a protocol error or "*". */
@@ -1498,7 +1480,7 @@ auth_count_failure(struct session *s)
 	int n = fail_table_add(s->srv->auth_fails,
 			       (const struct sockaddr *)&s->sa,
 			       cf->auth_failure_window);
-	char user[AUTH_FIELD * 4];
+	char user[SASL_FIELD * 4];
 
 	auth_user_log(s, user, sizeof(user));
 	gh_log(GH_LOG_INFO, "%s AUTH %s failed for user %s from %s (%d of %lld)",
@@ -1537,7 +1519,7 @@ static void
 auth_done(void *arg, const struct gh_outcome *o)
 {
 	struct session *s = arg;
-	char user[AUTH_FIELD * 4];
+	char user[SASL_FIELD * 4];
 
 	CHAIN_DONE(s);
 	explicit_bzero(s->auth_pass, sizeof(s->auth_pass));
@@ -1582,98 +1564,57 @@ auth_run(struct session *s)
 	call_init(s, &proto, GH_HOOK_AUTH);
 	proto.arg = s->auth_mech;
 	proto.user = s->auth_user;
-	proto.password = s->auth_pass;
+	if (strcmp(s->auth_mech, "CRAM-MD5") == 0) {
+		proto.challenge = s->auth_challenge;
+		proto.digest = s->auth_pass;
+	} else {
+		proto.password = s->auth_pass;
+	}
 	run_chain(s, &proto, auth_done);
 }
 
-/* Copy a decoded field; -1 when too long or holding a NUL. */
+/* A response that sasl.c could not take: the exchange ends, or, when
+ * it was well formed but can never succeed, a counted failure. */
 static int
-auth_field(char *dst, const unsigned char *src, size_t n)
+auth_bad(struct session *s, enum sasl_result r)
 {
-	if (n >= AUTH_FIELD || memchr(src, '\0', n) != NULL)
-		return -1;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-	return 0;
-}
+	char text[64];
 
-/* A user name that cannot go into a log line or a header as it is. */
-static int
-auth_user_bad(const char *u)
-{
-	for (; *u != '\0'; u++)
-		if ((unsigned char)*u < 0x20 || *u == 0x7f)
-			return 1;
-	return 0;
-}
-
-/* RFC 4616 2: [authzid] NUL authcid NUL passwd. */
-static void
-auth_plain(struct session *s, const char *b64)
-{
-	unsigned char buf[AUTH_DECODED];
-	ssize_t n = b64_decode(b64, buf, sizeof(buf));
-	unsigned char *authcid, *passwd;
-	size_t zlen;
-	int authz_other;
-
-	if (n < 0) {
+	switch (r) {
+	case SASL_OK:
+		return 0;
+	case SASL_BAD_BASE64:
 		auth_abort(s, 501, "5.5.2", "Cannot decode response");
-		return;
-	}
-	authcid = memchr(buf, '\0', (size_t)n);
-	passwd = authcid ? memchr(authcid + 1, '\0',
-				  (size_t)(buf + n - authcid - 1)) : NULL;
-	if (passwd == NULL || auth_field(s->auth_user, authcid + 1,
-	    (size_t)(passwd - authcid - 1)) != 0 ||
-	    auth_field(s->auth_pass, passwd + 1,
-	    (size_t)(buf + n - passwd - 1)) != 0) {
-		explicit_bzero(buf, sizeof(buf));
-		auth_abort(s, 501, "5.5.2", "Invalid PLAIN response");
-		return;
-	}
-	/* Acting for another identity (authzid) is not supported: an
-	 * authzid must be the authcid itself. */
-	zlen = (size_t)(authcid - buf);
-	authz_other = zlen > 0 && (zlen != strlen(s->auth_user) ||
-				   memcmp(buf, s->auth_user, zlen) != 0);
-	explicit_bzero(buf, sizeof(buf));
-	if (s->auth_user[0] == '\0' || s->auth_pass[0] == '\0' ||
-	    auth_user_bad(s->auth_user) || authz_other) {
+		break;
+	case SASL_BAD_RESPONSE:
+		snprintf(text, sizeof(text), "Invalid %s response",
+			 s->auth_mech);
+		auth_abort(s, 501, "5.5.2", text);
+		break;
+	case SASL_REFUSED:
 		auth_failed(s, 535, "5.7.8", "Authentication credentials "
 			    "invalid");
-		return;
+		break;
 	}
-	auth_run(s);
+	return 1;
 }
 
 static void
 auth_login(struct session *s, const char *b64)
 {
-	unsigned char buf[AUTH_DECODED];
-	ssize_t n = b64_decode(b64, buf, sizeof(buf));
 	char *field = s->auth_step == AUTH_LOGIN_USER ? s->auth_user :
 	    s->auth_pass;
 
-	if (n < 0) {
-		auth_abort(s, 501, "5.5.2", "Cannot decode response");
+	if (auth_bad(s, sasl_login(b64, field)))
 		return;
-	}
-	if (auth_field(field, buf, (size_t)n) != 0) {
-		explicit_bzero(buf, sizeof(buf));
-		auth_abort(s, 501, "5.5.2", "Invalid LOGIN response");
-		return;
-	}
-	explicit_bzero(buf, sizeof(buf));
 	if (s->auth_step == AUTH_LOGIN_USER) {
 		s->auth_step = AUTH_LOGIN_PASS;
 		reply_line(s, 334, ' ', NULL, "UGFzc3dvcmQ6");	/* Password: */
 		return;
 	}
 	if (s->auth_user[0] == '\0' || s->auth_pass[0] == '\0' ||
-	    auth_user_bad(s->auth_user)) {
-		auth_failed(s, 535, "5.7.8", "Authentication credentials "
-			    "invalid");
+	    sasl_user_bad(s->auth_user)) {
+		auth_bad(s, SASL_REFUSED);
 		return;
 	}
 	auth_run(s);
@@ -1683,18 +1624,51 @@ auth_login(struct session *s, const char *b64)
 static void
 auth_response(struct session *s, const char *line)
 {
+	enum auth_step step = s->auth_step;
+	enum sasl_result r;
+
 	if (strcmp(line, "*") == 0) {
 		gh_log(GH_LOG_INFO, "%s AUTH %s cancelled by the client",
 		       s->conn->id, s->auth_mech);
-		auth_abort(s, 501, "5.0.0", "Authentication cancelled");
+		auth_abort(s, 501, "5.7.0", "Authentication cancelled");
 		return;
 	}
-	if (s->auth_step == AUTH_PLAIN) {
-		s->auth_step = AUTH_NONE;
-		auth_plain(s, line);
-	} else {
+	if (step == AUTH_LOGIN_USER || step == AUTH_LOGIN_PASS) {
 		auth_login(s, line);
+		return;
 	}
+	s->auth_step = AUTH_NONE;
+	if (step == AUTH_PLAIN)
+		r = sasl_plain(line, s->auth_user, s->auth_pass);
+	else
+		r = sasl_cram_md5(line, s->auth_user, s->auth_pass);
+	if (!auth_bad(s, r))
+		auth_run(s);
+}
+
+/* RFC 2195 2: a challenge unique to this exchange, "<rnd.time@host>",
+ * kept for the auth hook and sent in base64.  0, or -1 with the reply
+ * sent. */
+static int
+auth_cram_start(struct session *s)
+{
+	char b64[SASL_CHALLENGE * 4 / 3 + 4];
+	uint64_t rnd;
+
+	if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1 ||
+	    sasl_cram_challenge(s->auth_challenge, sizeof(s->auth_challenge),
+	    rnd, (long long)time(NULL), s->srv->hostname) != 0 ||
+	    sasl_b64_encode(s->auth_challenge, strlen(s->auth_challenge), b64,
+	    sizeof(b64)) != 0) {
+		gh_log(GH_LOG_WARN, "%s AUTH CRAM-MD5: cannot make a "
+		       "challenge (hostname %s)", s->conn->id,
+		       s->srv->hostname);
+		s->auth_challenge[0] = '\0';
+		reply(s, 454, "4.7.0", "Temporary authentication failure");
+		return -1;
+	}
+	reply_line(s, 334, ' ', NULL, b64);
+	return 0;
 }
 
 /* Why AUTH cannot start now (the reply is sent), or 0 if it can. */
@@ -1753,6 +1727,8 @@ cmd_auth(struct session *s, char *arg)
 		s->auth_mech = "PLAIN";
 	} else if (strcasecmp(arg, "LOGIN") == 0) {
 		s->auth_mech = "LOGIN";
+	} else if (strcasecmp(arg, "CRAM-MD5") == 0 && auth_cram_offered(s)) {
+		s->auth_mech = "CRAM-MD5";
 	} else if (arg[0] == '\0') {
 		reply(s, 501, "5.5.4", "Syntax: AUTH mechanism");
 		return;
@@ -1761,6 +1737,18 @@ cmd_auth(struct session *s, char *arg)
 		return;
 	}
 	auth_wipe(s);
+	if (s->auth_mech[0] == 'C') {
+		/* RFC 4954 4: the server speaks first in CRAM-MD5, so an
+		 * initial response is refused with 501. */
+		if (ir != NULL) {
+			reply(s, 501, "5.5.4", "CRAM-MD5 takes no initial "
+			      "response");
+			return;
+		}
+		if (auth_cram_start(s) == 0)
+			s->auth_step = AUTH_CRAM;
+		return;
+	}
 	s->auth_step = s->auth_mech[0] == 'P' ? AUTH_PLAIN : AUTH_LOGIN_USER;
 	if (ir == NULL) {
 		/* PLAIN: an empty challenge; LOGIN: "Username:". */

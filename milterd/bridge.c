@@ -308,7 +308,7 @@ post_wait(SMFICTX *ctx, struct msess *s, struct job *j, const char *stage)
 {
 	sfsistat r;
 
-	loop_post(s->loop, j);
+	loop_run(s->loop, j);
 	if (job_wait(ctx, j, s->loop->conf->reply_timeout, 0) != 0)
 		return fail_answer(ctx, s, stage);
 	r = answer(ctx, s, j);
@@ -634,7 +634,7 @@ cb_eoh(SMFICTX *ctx)
 		/* The loop thread stores the block; the data_headers verdict
 		 * is end of message's answer. */
 		j->noreply = 1;
-		loop_post(s->loop, j);
+		loop_run(s->loop, j);
 		return SMFIS_NOREPLY;
 	}
 	return post_wait(ctx, s, j, "eoh");
@@ -666,7 +666,7 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 	memcpy(j->data, buf, take);
 	j->len = take;
 	j->flag = take < len;
-	loop_post(s->loop, j);
+	loop_run(s->loop, j);
 	if (take < len) {
 		gh_log(GH_LOG_INFO, "%s body over body_max (%lld octets): "
 		       "plugins see the first %lld", s->id, (long long)max,
@@ -795,7 +795,7 @@ cb_eom(SMFICTX *ctx)
 	if (j == NULL)
 		return fail_answer(ctx, s, "eom");
 	message_clear(s);
-	loop_post(s->loop, j);
+	loop_run(s->loop, j);
 	if (job_wait(ctx, j, s->loop->conf->eom_timeout, 1) != 0)
 		return fail_answer(ctx, s, "eom");
 	r = answer(ctx, s, j);
@@ -815,7 +815,7 @@ cb_abort(SMFICTX *ctx)
 		return SMFIS_CONTINUE;
 	message_clear(s);
 	if ((j = job_begin(ctx, s, JOB_ABORT, NULL)) != NULL)
-		loop_post(s->loop, j);
+		loop_run(s->loop, j);
 	return SMFIS_CONTINUE;
 }
 
@@ -836,7 +836,7 @@ cb_close(SMFICTX *ctx)
 		 * loop thread may still hold. */
 		return SMFIS_CONTINUE;
 	}
-	loop_post(s->loop, j);
+	loop_run(s->loop, j);
 	return SMFIS_CONTINUE;
 }
 

@@ -133,6 +133,10 @@ struct loop {
 	struct event *wake_ev;
 	int wake[2];			/* pipe: callbacks -> loop */
 	pthread_mutex_t mu;		/* queue and job results */
+	pthread_mutex_t run_mu;		/* the plugins: held by the loop
+					   thread except in epoll_wait, or
+					   by a callback running inline */
+	int inline_ok;			/* the epoll_wait wrapper is used */
 	struct job *head, *tail;
 	struct job *stop_job;
 	int dns_started;
@@ -199,6 +203,7 @@ int loop_start(struct loop *l);
 void loop_stop(struct loop *l);
 void loop_destroy(struct loop *l);
 void loop_post(struct loop *l, struct job *j);
+void loop_run(struct loop *l, struct job *j);
 void job_free(struct job *j);
 enum gh_verdict fail_verdict(const struct milterd_conf *conf);
 

@@ -67,10 +67,15 @@ epoll_wait(int epfd, struct epoll_event *events, int maxevents,
 	struct loop *l = this_loop;
 	int n, saved;
 
-	if (l == NULL)
+	/* The first call on a loop thread is its base's (dispatch waits
+	 * before it runs any callback); only that one lets go of run_mu,
+	 * not an epoll of a plugin's own. */
+	if (l == NULL || (l->epfd >= 0 && epfd != l->epfd))
 		return epoll_pwait(epfd, events, maxevents, timeout, NULL);
-	if (!l->inline_ok)
+	if (l->epfd < 0) {
+		l->epfd = epfd;
 		__atomic_store_n(&l->inline_ok, 1, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_unlock(&l->run_mu);
 	n = epoll_pwait(epfd, events, maxevents, timeout, NULL);
 	saved = errno;
@@ -1251,6 +1256,7 @@ loop_init(struct loop *l, int idx, struct gh_config *cfg,
 	l->conf = conf;
 	l->hostname = hostname;
 	l->wake[0] = l->wake[1] = -1;
+	l->epfd = -1;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_mutex_init(&l->run_mu, NULL);
 	/* Made now so that stopping never depends on a malloc. */

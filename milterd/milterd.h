@@ -137,6 +137,8 @@ struct loop {
 					   thread except in epoll_wait, or
 					   by a callback running inline */
 	int inline_ok;			/* the epoll_wait wrapper is used */
+	int epfd;			/* the base's epoll, as it first
+					   waits (loop thread only) */
 	struct job *head, *tail;
 	struct job *stop_job;
 	int dns_started;

@@ -5,18 +5,21 @@
  *
  * Contract.  At `queue` the message (as gh_txn_output writes it) and its
  * envelope go into a queue file (filters/core/spoolq.h: it carries its
- * length, an end marker and a CRC-32) written in DIR/tmp, and the hook
- * returns GH_AGAIN.  A commit thread makes the file durable and moves it
- * into DIR/queue: fdatasync (one syncfs for a batch), rename, fsync of
- * the directory; only then is the hook resumed with OK and the client
- * told 250.  A write, sync or rename failure is DENYSOFT: 452 4.3.1 when
- * the disk is full (ENOSPC, EDQUOT, EFBIG), else 451 4.3.0.
+ * length, an end marker and a CRC-32) written in DIR/tmp (or over a
+ * delivered file kept in DIR/free: see file_reuse), and the hook returns
+ * GH_AGAIN.  A commit thread makes the file durable and moves it into
+ * DIR/queue: fdatasync, rename, fsync of the directory; only then is the
+ * hook resumed with OK and the client told 250.  A write, sync or rename
+ * failure is DENYSOFT: 452 4.3.1 when the disk is full (ENOSPC, EDQUOT,
+ * EFBIG), else 451 4.3.0.
  *
- * Group commit.  Transactions that wait for durability at the same time
- * are taken by the thread as one batch: one syncfs() of the spool's file
- * system serves them all, then their renames, then one fsync of the
- * queue directory.  The event loop never waits on the disk; the thread
- * wakes it through a pipe and the pending hooks are resumed from there.
+ * Group commit.  Transactions that wait for durability while the thread
+ * commits the previous batch are taken as the next batch: the write-back
+ * of all its files is started at once, each file gets its fdatasync (by
+ * then mostly a wait for writes already under way), then their renames,
+ * then one fsync of the queue directory serves them all.  The event loop
+ * never waits on the disk; the thread wakes it through a pipe and the
+ * pending hooks are resumed from there.
  *
  * Delivery.  Each worker scans DIR/queue at start and every
  * scan_interval seconds, in the order of the ids (the order of arrival),
@@ -76,7 +79,9 @@
 
 #define DSN_HEADERS_MAX (64 * 1024)	/* original headers in a bounce */
 #define MAX_ROUNDS 3			/* transactions per attempt */
-#define TMP_MIN_AGE 600			/* seconds: see clean_tmp */
+#define TMP_MIN_AGE 600			/* seconds: see clean_dir */
+#define FREE_MAX 256			/* delivered files kept for reuse */
+#define FREE_SIZE_MAX (64 * 1024)	/* ... when no larger than this */
 #define PROTO_SMTP 0
 #define PROTO_LMTP 1
 
@@ -116,8 +121,8 @@ static const char *const outbound_choices[] = { "next_hop", "mx", NULL };
 static const struct gh_directive spool_directives[] = {
 	{ "dir", GH_DT_STRING, offsetof(struct spool_conf, dir),
 	  "\"/var/spool/gatehouse\"", 0, 0, NULL,
-	  "spool directory (tmp/, queue/ and corrupt/ are made in it); "
-	  "must be writable by relayd's user" },
+	  "spool directory (tmp/, queue/, free/ and corrupt/ are made in "
+	  "it); must be writable by relayd's user" },
 	{ "protocol", GH_DT_ENUM, offsetof(struct spool_conf, protocol),
 	  "\"smtp\"", 0, 0, proto_choices, "how to talk to the next hop" },
 	{ "host", GH_DT_STRING, offsetof(struct spool_conf, host),
@@ -295,6 +300,14 @@ struct ntf {
 	int in_run, fired;
 };
 
+/* A message this worker accepted while its delivery slots were full:
+ * it is delivered here as soon as one is free (whatever its share), not
+ * left to a scan. */
+struct fresh {
+	TAILQ_ENTRY(fresh) entry;
+	char name[64];
+};
+
 /* A pending queue hook. */
 struct acc {
 	struct spool *sp;
@@ -306,7 +319,7 @@ struct acc {
 struct spool {
 	struct gh_plugin *p;
 	const struct spool_conf *cf;
-	char qdir[PATH_MAX], tdir[PATH_MAX], cdir[PATH_MAX];
+	char qdir[PATH_MAX], tdir[PATH_MAX], cdir[PATH_MAX], fdir[PATH_MAX];
 	int qdirfd;
 	long long *retry;
 	size_t nretry;
@@ -326,6 +339,13 @@ struct spool {
 	size_t ndlv;
 	int scanned_once;
 	int starved;			/* a due message waits for a slot */
+	TAILQ_HEAD(, fresh) fresh;	/* accepted, waiting for a slot */
+	struct event *fresh_ev;
+	/* Delivered files kept in DIR/free to hold the next messages: see
+	 * file_reuse. */
+	char freel[FREE_MAX][48];
+	size_t nfree;
+	unsigned free_tag, free_seq;	/* names unique per instance */
 	struct timespec started;	/* files older than this are due */
 	int closing;
 	LIST_HEAD(, mxpool) mxpools;
@@ -338,6 +358,8 @@ static void dlv_start(struct spool *sp, int fd, const char *path,
 		      struct spoolq_env *env);
 static void dlv_free(struct dlv *d);
 static void scan_soon(struct spool *sp);
+static void scan_file(struct spool *sp, const char *name, time_t now,
+		      int any_share);
 static void leg_next(struct dlv *d);
 static void addr_set(struct gh_pool *pool, struct gh_addr *a,
 		     const char *mailbox);
@@ -364,22 +386,19 @@ static void
 batch_commit(struct spool *sp, struct jobq *b)
 {
 	struct job *j;
-	int n = 0, err = 0, renamed = 0;
+	int err, renamed = 0;
 
+	/*
+	 * Start the write-back of every file of the batch at once, so the
+	 * disk takes their blocks together instead of one file's per
+	 * fdatasync.  Only a hint: what makes each file durable is its own
+	 * fdatasync below (a write-back error started here is reported by
+	 * it too), never this.
+	 */
 	TAILQ_FOREACH(j, b, entry)
-		n++;
-	/* One syncfs covers every file of the batch (they are on the
-	 * spool's file system); a lone file gets its own fdatasync. */
-	if (n > 1) {
-		if (syncfs(sp->qdirfd) != 0)
-			err = errno;
-	}
+		(void)sync_file_range(j->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	TAILQ_FOREACH(j, b, entry) {
-		if (err != 0) {
-			j->err = err;
-			continue;
-		}
-		if (n == 1 && fdatasync(j->fd) != 0) {
+		if (fdatasync(j->fd) != 0) {
 			j->err = errno;
 			continue;
 		}
@@ -390,7 +409,9 @@ batch_commit(struct spool *sp, struct jobq *b)
 		j->renamed = 1;
 		renamed++;
 	}
-	/* The new names are durable once the directory is. */
+	/* The new names are durable once the directory is: one fsync of
+	 * DIR/queue for the whole batch.  (DIR/tmp needs none: a name left
+	 * there by a crash is removed at start-up, never delivered.) */
 	if (renamed > 0 && fsync(sp->qdirfd) != 0) {
 		err = errno;
 		TAILQ_FOREACH(j, b, entry)
@@ -500,6 +521,95 @@ no_space(int err)
 }
 
 /* ------------------------------------------------------------------ */
+/* Reusing queue files.                                                 */
+
+/*
+ * Creating a file and removing it after delivery cost more than writing
+ * the message: a new inode is searched for in the inode bitmap (on ext4
+ * without a journal past every inode freed in the last minutes, under
+ * the directory's lock) and the last close of a removed file frees its
+ * blocks (a discard on a disk mounted with it), both on the event loop.
+ * So a delivered file that is small is not removed but renamed out of
+ * DIR/queue into DIR/free (as PID.TAG.N), and the next message accepted
+ * overwrites it.  Nothing changes for durability: the reused file is
+ * written, truncated to its new length, fdatasynced and renamed into
+ * DIR/queue like a new one; a crash leaves it in DIR/free, which is
+ * never delivered from.  Start-up empties DIR/free of what nobody holds,
+ * later scans remove files idle there for TMP_MIN_AGE, a worker that
+ * stops removes its own: a delivered message's octets stay on disk at
+ * most that long.  Whoever opens a queue file by name checks, once it
+ * holds the lock, that the name still leads to the same file
+ * (same_file), since a retired file keeps its link.
+ */
+
+/* Does path still name the file open on fd (whose stat is st)? */
+static int
+same_file(const char *path, const struct stat *st)
+{
+	struct stat ps;
+
+	return st->st_nlink > 0 && stat(path, &ps) == 0 &&
+	    ps.st_ino == st->st_ino && ps.st_dev == st->st_dev;
+}
+
+/* Move the delivered file at path (open and locked on fd) aside for
+ * reuse: 0, or -1 when it is to be removed instead. */
+static int
+file_retire(struct spool *sp, int fd, const char *path)
+{
+	struct stat st;
+	char name[sizeof(sp->freel[0])], dst[PATH_MAX];
+
+	if (sp->closing || sp->nfree >= FREE_MAX || fstat(fd, &st) != 0 ||
+	    st.st_size > FREE_SIZE_MAX)
+		return -1;
+	snprintf(name, sizeof(name), "%ld.%08x.%u", (long)getpid(),
+		 sp->free_tag, sp->free_seq++);
+	if (path_join(dst, sizeof(dst), sp->fdir, name) != 0 ||
+	    rename(path, dst) != 0)
+		return -1;
+	memcpy(sp->freel[sp->nfree++], name, sizeof(name));
+	return 0;
+}
+
+/* Open a retired file for a new message, locked, into path: its fd and
+ * old size, or -1 when there is none (or it went: clean_dir at another
+ * worker's start removes what nobody holds). */
+static int
+file_reuse(struct spool *sp, char *path, size_t n, off_t *size)
+{
+	struct stat st;
+	int fd;
+
+	while (sp->nfree > 0) {
+		if (path_join(path, n, sp->fdir,
+		    sp->freel[--sp->nfree]) != 0)
+			continue;
+		if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 &&
+		    S_ISREG(st.st_mode) && same_file(path, &st)) {
+			*size = st.st_size;
+			return fd;
+		}
+		close(fd);
+	}
+	return -1;
+}
+
+/* At the end: the retired files are removed, as nobody will use them. */
+static void
+files_drop(struct spool *sp)
+{
+	char path[PATH_MAX];
+
+	while (sp->nfree > 0)
+		if (path_join(path, sizeof(path), sp->fdir,
+		    sp->freel[--sp->nfree]) == 0)
+			unlink(path);
+}
+
+/* ------------------------------------------------------------------ */
 /* Accepting: the queue hook.                                           */
 
 static int
@@ -513,6 +623,24 @@ acc_free(struct acc *a)
 {
 	spoolq_env_free(&a->env);
 	free(a);
+}
+
+/* No delivery slot for the message just accepted: remember its name
+ * (not its descriptor: the backlog may be long) for the next free slot.
+ * Without memory it waits for a scan, like any file of the queue. */
+static void
+fresh_add(struct spool *sp, const char *id, int fd, struct spoolq_env *env)
+{
+	struct fresh *f = malloc(sizeof(*f));
+
+	close(fd);
+	spoolq_env_free(env);
+	if (f == NULL) {
+		sp->starved = 1;
+		return;
+	}
+	snprintf(f->name, sizeof(f->name), "%s", id);
+	TAILQ_INSERT_TAIL(&sp->fresh, f, entry);
 }
 
 static void
@@ -560,8 +688,10 @@ accept_done(struct spool *sp, struct job *j)
 		a->env.route == SPOOLQ_ROUTE_MX ? " (by MX)" : "");
 	gh_result(c, GH_PASS, "queued %s", a->env.id);
 	gh_resume(c, GH_OK);
-	/* Deliver it now, under the lock taken when it was created. */
-	dlv_start(sp, j->fd, j->dst, &a->env);
+	if (sp->ndlv >= (size_t)sp->cf->max_deliveries)
+		fresh_add(sp, a->env.id, j->fd, &a->env);
+	else	/* Deliver it now, under the lock taken when it was created. */
+		dlv_start(sp, j->fd, j->dst, &a->env);
 	free(a);
 	free(j);
 }
@@ -613,7 +743,7 @@ spool_queue(struct gh_call *c)
 	struct job *j;
 	char tmp[PATH_MAX], dst[PATH_MAX];
 	int fd, err;
-	off_t hdr;
+	off_t hdr, old = 0, end;
 
 	if (t == NULL)
 		return GH_CONT;
@@ -657,17 +787,19 @@ spool_queue(struct gh_call *c)
 		acc_free(a);
 		return store_failed(c, ENOMEM, "memory");
 	}
-	path_join(tmp, sizeof(tmp), sp->tdir, t->id);
 	path_join(dst, sizeof(dst), sp->qdir, t->id);
-	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		err = errno;
-		free(w);
-		acc_free(a);
-		return store_failed(c, err, "open");
+	if ((fd = file_reuse(sp, tmp, sizeof(tmp), &old)) < 0) {
+		path_join(tmp, sizeof(tmp), sp->tdir, t->id);
+		fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			err = errno;
+			free(w);
+			acc_free(a);
+			return store_failed(c, err, "open");
+		}
+		/* Ours from now until delivered: see "Ownership" above. */
+		flock(fd, LOCK_EX | LOCK_NB);
 	}
-	/* Ours from now until delivered: see "Ownership" above. */
-	flock(fd, LOCK_EX | LOCK_NB);
 	spoolq_w_init(w, fd);
 	if (spoolq_w_env(w, &a->env) != 0)
 		goto wfail;
@@ -679,6 +811,13 @@ spool_queue(struct gh_call *c)
 	}
 	if (spoolq_w_finish(w) != 0)
 		goto wfail;
+	/* A reused file ends where this message's trailer does (its
+	 * length is checked when it is read). */
+	if (old > 0 && ((end = lseek(fd, 0, SEEK_CUR)) < 0 ||
+	    (old > end && ftruncate(fd, end) != 0))) {
+		w->err = errno;
+		goto wfail;
+	}
 	a->env.msg_off = hdr;
 	a->env.msg_len = (off_t)w->len - hdr;
 	free(w);
@@ -879,7 +1018,11 @@ dlv_free(struct dlv *d)
 	TAILQ_REMOVE(&sp->dlvs, d, entry);
 	sp->ndlv--;
 	free(d);
-	if (!sp->closing && sp->starved) {
+	if (sp->closing)
+		return;
+	if (!TAILQ_EMPTY(&sp->fresh))
+		event_active(sp->fresh_ev, EV_TIMEOUT, 0);
+	if (sp->starved) {
 		sp->starved = 0;
 		scan_soon(sp);
 	}
@@ -944,7 +1087,9 @@ dlv_conclude(struct dlv *d, int keep_bounced)
 				break;
 	if (ne.nrcpts == 0 && i == d->env.nrcpts) {
 		free(ne.rcpts);
-		if (unlink(d->path) != 0)
+		if (file_retire(sp, d->fd, d->path) == 0)
+			gh_log(GH_LOG_DEBUG, "spool: %s done", d->env.id);
+		else if (unlink(d->path) != 0)
 			gh_log(GH_LOG_ERR, "spool: %s: unlink: %s", d->path,
 			       strerror(errno));
 		else
@@ -2076,14 +2221,15 @@ owned_here(const struct spool *sp, const char *path)
 }
 
 /* Temporary files nobody holds are what a crash left: never
- * acknowledged, so removed.  At start-up all of them; later only those
+ * acknowledged, so removed (and files kept for reuse in DIR/free, which
+ * are no news: quiet).  At start-up all of them; later only those
  * older than min_age seconds, since a file is created a moment before
  * its writer locks it (and a worker killed inside a sync may hold its
  * files past the next one's start). */
 static void
-clean_tmp(struct spool *sp, time_t min_age)
+clean_dir(const char *dir, time_t min_age, int quiet)
 {
-	DIR *dp = opendir(sp->tdir);
+	DIR *dp = opendir(dir);
 	struct dirent *de;
 	struct stat st;
 	char path[PATH_MAX];
@@ -2095,7 +2241,7 @@ clean_tmp(struct spool *sp, time_t min_age)
 	while ((de = readdir(dp)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
-		if (path_join(path, sizeof(path), sp->tdir, de->d_name) != 0)
+		if (path_join(path, sizeof(path), dir, de->d_name) != 0)
 			continue;
 		if (min_age > 0 && (stat(path, &st) != 0 ||
 		    now - st.st_mtime < min_age))
@@ -2103,8 +2249,9 @@ clean_tmp(struct spool *sp, time_t min_age)
 		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 			continue;
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			gh_log(GH_LOG_INFO, "spool: removing unfinished %s",
-			       path);
+			if (!quiet)
+				gh_log(GH_LOG_INFO, "spool: removing "
+				       "unfinished %s", path);
 			unlink(path);
 		}
 		close(fd);
@@ -2154,7 +2301,7 @@ my_share(const struct spool *sp, const char *name, const char *path,
 }
 
 static void
-scan_file(struct spool *sp, const char *name, time_t now)
+scan_file(struct spool *sp, const char *name, time_t now, int any_share)
 {
 	struct spoolq_env env;
 	struct stat st;
@@ -2163,13 +2310,15 @@ scan_file(struct spool *sp, const char *name, time_t now)
 
 	if (path_join(path, sizeof(path), sp->qdir, name) != 0)
 		return;
-	if (owned_here(sp, path) || !my_share(sp, name, path, now))
+	if (owned_here(sp, path) ||
+	    (!any_share && !my_share(sp, name, path, now)))
 		return;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return;
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &st) != 0 ||
-	    st.st_nlink == 0) {
-		/* Another worker owns it, or it is gone since. */
+	    !same_file(path, &st)) {
+		/* Another worker owns it, or it is gone since (removed,
+		 * replaced, or retired for reuse). */
 		close(fd);
 		return;
 	}
@@ -2215,7 +2364,9 @@ scan(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	evtimer_add(sp->scan_ev, &tv);
-	clean_tmp(sp, sp->scanned_once ? TMP_MIN_AGE : 0);
+	clean_dir(sp->tdir, sp->scanned_once ? TMP_MIN_AGE : 0, 0);
+	/* Files kept for reuse (file_retire) are no news. */
+	clean_dir(sp->fdir, sp->scanned_once ? TMP_MIN_AGE : 0, 1);
 	if ((dp = opendir(sp->qdir)) == NULL) {
 		gh_log(GH_LOG_ERR, "spool: %s: %s", sp->qdir, strerror(errno));
 		return;
@@ -2244,13 +2395,34 @@ scan(evutil_socket_t fd, short what, void *arg)
 	for (i = 0; i < n; i++) {
 		if (sp->ndlv < (size_t)sp->cf->max_deliveries ||
 		    !sp->scanned_once)
-			scan_file(sp, names[i], now);
+			scan_file(sp, names[i], now, 0);
 		else
 			sp->starved = 1;
 		free(names[i]);
 	}
 	free(names);
 	sp->scanned_once = 1;
+}
+
+/* Delivery slots came free: the messages accepted meanwhile first,
+ * oldest first.  (An event, not a call from dlv_free, which runs deep
+ * in delivery callbacks.)  A file gone, or locked by a worker that
+ * took it from the queue since, is skipped by scan_file. */
+static void
+fresh_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool *sp = arg;
+	struct fresh *f;
+	time_t now = time(NULL);
+
+	(void)fd;
+	(void)what;
+	while (!sp->closing && sp->ndlv < (size_t)sp->cf->max_deliveries &&
+	    (f = TAILQ_FIRST(&sp->fresh)) != NULL) {
+		TAILQ_REMOVE(&sp->fresh, f, entry);
+		scan_file(sp, f->name, now, 1);
+		free(f);
+	}
 }
 
 /* A delivery slot came free, or a message could not be taken now. */
@@ -2325,6 +2497,7 @@ spool_fini(struct gh_plugin *p)
 	struct dlv *d;
 	struct ntf *n;
 	struct mxpool *m;
+	struct fresh *f;
 
 	if (sp == NULL)
 		return;
@@ -2346,6 +2519,12 @@ spool_fini(struct gh_plugin *p)
 		smtpc_pool_free(m->pool);
 		free(m);
 	}
+	while ((f = TAILQ_FIRST(&sp->fresh)) != NULL) {
+		TAILQ_REMOVE(&sp->fresh, f, entry);
+		free(f);
+	}
+	if (sp->fresh_ev != NULL)
+		event_free(sp->fresh_ev);
 	if (sp->scan_ev != NULL)
 		event_free(sp->scan_ev);
 	if (sp->wake_ev != NULL)
@@ -2362,6 +2541,7 @@ spool_fini(struct gh_plugin *p)
 		pthread_mutex_destroy(&sp->mu);
 		pthread_cond_destroy(&sp->cv);
 	}
+	files_drop(sp);
 	free(sp->retry);
 	free(sp);
 	p->data = NULL;
@@ -2392,10 +2572,12 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	    (uint32_t)sp->started.tv_sec;
 	if (sp->rng == 0)
 		sp->rng = 1;
+	sp->free_tag = rng_next(sp);
 	sp->qdirfd = sp->wake[0] = sp->wake[1] = -1;
 	TAILQ_INIT(&sp->todo);
 	TAILQ_INIT(&sp->done);
 	TAILQ_INIT(&sp->dlvs);
+	TAILQ_INIT(&sp->fresh);
 	TAILQ_INIT(&sp->ntfs);
 	LIST_INIT(&sp->mxpools);
 	if ((sp->retry = calloc(cf->retry.n + 1, sizeof(*sp->retry))) == NULL)
@@ -2416,10 +2598,12 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	snprintf(sp->qdir, sizeof(sp->qdir), "%s/queue", cf->dir);
 	snprintf(sp->tdir, sizeof(sp->tdir), "%s/tmp", cf->dir);
 	snprintf(sp->cdir, sizeof(sp->cdir), "%s/corrupt", cf->dir);
+	snprintf(sp->fdir, sizeof(sp->fdir), "%s/free", cf->dir);
 	if (mkdir_p(cf->dir, err, errlen) != 0 ||
 	    mkdir_p(sp->qdir, err, errlen) != 0 ||
 	    mkdir_p(sp->tdir, err, errlen) != 0 ||
-	    mkdir_p(sp->cdir, err, errlen) != 0)
+	    mkdir_p(sp->cdir, err, errlen) != 0 ||
+	    mkdir_p(sp->fdir, err, errlen) != 0)
 		return -1;
 	if ((sp->qdirfd = open(sp->qdir, O_RDONLY | O_DIRECTORY |
 	    O_CLOEXEC)) < 0) {
@@ -2465,7 +2649,8 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	if ((sp->wake_ev = event_new(p->base, sp->wake[0], EV_READ |
 	    EV_PERSIST, wake_read, sp)) == NULL ||
 	    event_add(sp->wake_ev, NULL) != 0 ||
-	    (sp->scan_ev = evtimer_new(p->base, scan, sp)) == NULL)
+	    (sp->scan_ev = evtimer_new(p->base, scan, sp)) == NULL ||
+	    (sp->fresh_ev = evtimer_new(p->base, fresh_run, sp)) == NULL)
 		goto oom;
 	/* A full disk under `prlimit --fsize` must be an error we answer
 	 * (EFBIG, 452), not a signal that kills the worker. */
@@ -2497,9 +2682,9 @@ static const char spool_doc[] =
 "spool - queue each message durably, then deliver it with retries.\n"
 "\n"
 "At the queue hook the message and its envelope are written to a queue\n"
-"file in DIR/tmp, made durable (fdatasync, or one syncfs shared by all\n"
-"the transactions committing at the same time), renamed into DIR/queue\n"
-"and the directory fsynced; only then does the client get\n"
+"file in DIR/tmp, made durable (fdatasync), renamed into DIR/queue and\n"
+"the directory fsynced (one fsync for all the transactions committing\n"
+"at the same time); only then does the client get\n"
 "\n"
 "  250 2.0.0 Message accepted: ID queued\n"
 "\n"
@@ -2512,6 +2697,9 @@ static const char spool_doc[] =
 "torn by a crash or a bad disk is moved to DIR/corrupt with a log line\n"
 "when it is read (every file is checked at start-up), never delivered\n"
 "half.  Temporary files left by a crash were never acknowledged and are\n"
+"removed.  A delivered file of up to 64 KB is moved to DIR/free and\n"
+"overwritten by a later message (cheaper than a new file and removing\n"
+"the old); files idle there for 10 minutes, and a stopping worker's, are\n"
 "removed.\n"
 "\n"
 "Delivery.  The worker that accepted a message delivers it at once to\n"

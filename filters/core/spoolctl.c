@@ -73,6 +73,19 @@ join(char *dst, size_t n, const char *a, const char *b)
 	return r < 0 || (size_t)r >= n ? -1 : 0;
 }
 
+/* Once locked: does path still name the file open on fd?  Removed,
+ * replaced, or moved to DIR/free for reuse by the worker that delivered
+ * it (spool.c, file_retire) while we waited, it is not the message. */
+static int
+still_queued(int fd, const char *path)
+{
+	struct stat st, ps;
+
+	return fstat(fd, &st) == 0 && st.st_nlink > 0 &&
+	    stat(path, &ps) == 0 && ps.st_ino == st.st_ino &&
+	    ps.st_dev == st.st_dev;
+}
+
 static int
 valid_id(const char *id)
 {
@@ -136,7 +149,6 @@ open_locked(const struct ctl *c, const char *id, struct spoolq_env *e,
 	    int verify)
 {
 	char path[PATH_MAX], why[256];
-	struct stat st;
 	int fd;
 
 	if (!valid_id(id) || join(path, sizeof(path), c->qdir, id) != 0 ||
@@ -144,8 +156,7 @@ open_locked(const struct ctl *c, const char *id, struct spoolq_env *e,
 		fprintf(stderr, "relayd: %s: no such message\n", id);
 		return -1;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &st) != 0 ||
-	    st.st_nlink == 0) {
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !still_queued(fd, path)) {
 		fprintf(stderr, "relayd: %s: busy (being delivered), try "
 			"again\n", id);
 		close(fd);
@@ -270,13 +281,12 @@ cmd_flush(const struct ctl *c, const char *domain)
 		return 1;
 	for (i = 0; i < n; i++) {
 		char path[PATH_MAX];
-		struct stat st;
 
 		if (join(path, sizeof(path), c->qdir, ids[i]) != 0 ||
 		    (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 			goto next;
-		if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &st) != 0 ||
-		    st.st_nlink == 0) {
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0 ||
+		    !still_queued(fd, path)) {
 			busy++;
 			close(fd);
 			goto next;

@@ -245,6 +245,7 @@ struct gh_dns_conf {
 	long long max_ttl;		/* cap on a positive answer's TTL */
 	long long negative_ttl;		/* cap on a negative answer's TTL,
 					   and the TTL when there is no SOA */
+	long long failure_ttl;		/* TEMPFAIL answers (RFC 9520) */
 	int rdns;			/* look up each client's rDNS */
 };
 

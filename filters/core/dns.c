@@ -14,7 +14,10 @@
  * for a pending entry waits on it (merging), one for a done entry is a
  * cache hit.  Each pending entry has a deadline (`timeout`, all tries
  * included): past it the waiters get TEMPFAIL and the entry is orphaned
- * until c-ares lets go of it.  Temporary failures are never cached.
+ * until c-ares lets go of it.  Temporary failures (SERVFAIL, REFUSED,
+ * timeouts) are cached too, for failure_ttl seconds: RFC 9520 asks
+ * resolvers to, so that a dead or broken server costs one timeout per
+ * question and not one per connection that asks it.
  *
  * Callbacks never run inside gh_dns_query() or inside c-ares: answered
  * waiters move to a ready list that an event drains, so a plugin always
@@ -68,6 +71,10 @@ const struct gh_directive gh_dns_directives[] = {
 	{ "negative_ttl", GH_DT_INT, DC(negative_ttl), "300", 0, 86400, NULL,
 	  "longest time a \"no such name\" or \"no data\" answer is cached; "
 	  "also its time when the server sent no SOA" },
+	{ "failure_ttl", GH_DT_INT, DC(failure_ttl), "5", 0, 300, NULL,
+	  "seconds a temporary failure (timeout, SERVFAIL, REFUSED) is "
+	  "cached, so a dead server is not waited out by every connection "
+	  "(RFC 9520: at least 1, at most 300; 0: not cached)" },
 	{ "rdns", GH_DT_BOOL, DC(rdns), "true", 0, 0, NULL,
 	  "look up every client's forward-confirmed reverse DNS name before "
 	  "the lookup_rdns hook" },
@@ -695,12 +702,29 @@ query_done(void *arg, int status, int timeouts, unsigned char *abuf,
 			       gh_dns_type_name(e->type), e->name,
 			       e->ans.error);
 		entry_release_waiters(e);
-		if (e->ans.status == GH_DNS_TEMPFAIL)
-			cache_remove(e);
-		else
-			cache_insert(e, ttl);
+		cache_insert(e, e->ans.status == GH_DNS_TEMPFAIL ?
+		    (unsigned)e->res->conf.failure_ttl : ttl);
 	}
 	entry_unref(e);		/* c-ares's reference */
+}
+
+/*
+ * Cache a timeout as its own finished entry: the timed-out one stays
+ * with c-ares (which may still answer it, into nothing) until it lets go.
+ */
+static void
+failure_remember(struct resolver *r, enum gh_dns_type type,
+		 const char *name, const char *why)
+{
+	struct dns_entry *f;
+
+	if (r->conf.failure_ttl == 0 || r->conf.cache_size == 0 ||
+	    (f = entry_new(r, type, name)) == NULL)
+		return;
+	f->state = E_DONE;
+	entry_set_error(f, GH_DNS_TEMPFAIL, why);
+	hash_add(r, f);
+	cache_insert(f, (unsigned)r->conf.failure_ttl);
 }
 
 static void
@@ -717,6 +741,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	entry_set_error(e, GH_DNS_TEMPFAIL, "timeout");
 	entry_release_waiters(e);
 	cache_remove(e);
+	failure_remember(e->res, e->type, e->name, "timeout");
 }
 
 static void

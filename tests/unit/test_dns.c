@@ -400,7 +400,12 @@ test_negative(void)
 	before = count_of("servfail.test");
 	ask(GH_DNS_A, "servfail.test", &g);
 	T_EQ_INT(g.status, GH_DNS_TEMPFAIL);
-	T_CHECK(count_of("servfail.test") > before);	/* never cached */
+	/* RFC 9520: cached for failure_ttl (1 s here), then asked again. */
+	T_EQ_INT(count_of("servfail.test"), before);
+	sleep_loop(1100);
+	ask(GH_DNS_A, "servfail.test", &g);
+	T_EQ_INT(g.status, GH_DNS_TEMPFAIL);
+	T_CHECK(count_of("servfail.test") > before);
 }
 
 static void
@@ -484,6 +489,7 @@ static void
 test_deadline(void)
 {
 	struct got g, h;
+	int before;
 
 	memset(&g, 0, sizeof(g));
 	memset(&h, 0, sizeof(h));
@@ -494,9 +500,18 @@ test_deadline(void)
 	T_EQ_INT(g.status, GH_DNS_TEMPFAIL);
 	T_EQ_STR(g.error, "timeout");
 	T_EQ_INT(h.status, GH_DNS_TEMPFAIL);
-	/* Asked again: a new question, not a cached failure. */
+	/* Asked again within failure_ttl: the cached timeout, at once and
+	 * without a question on the wire. */
+	before = count_of("slow.test");
 	ask(GH_DNS_A, "slow.test", &g);
 	T_EQ_INT(g.status, GH_DNS_TEMPFAIL);
+	T_EQ_STR(g.error, "timeout");
+	T_EQ_INT(count_of("slow.test"), before);
+	/* After it: a new question. */
+	sleep_loop(1100);
+	ask(GH_DNS_A, "slow.test", &g);
+	T_EQ_INT(g.status, GH_DNS_TEMPFAIL);
+	T_CHECK(count_of("slow.test") > before);
 }
 
 static void
@@ -692,6 +707,7 @@ main(void)
 	cf.cache_size = 4;
 	cf.max_ttl = 86400;
 	cf.negative_ttl = 7;
+	cf.failure_ttl = 1;
 	if (gh_dns_start(base, &cf, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;

@@ -80,6 +80,7 @@
 #define DSN_HEADERS_MAX (64 * 1024)	/* original headers in a bounce */
 #define MAX_ROUNDS 3			/* transactions per attempt */
 #define TMP_MIN_AGE 600			/* seconds: see clean_dir */
+#define FRESH_MAX 10000			/* names remembered: see fresh_add */
 #define FREE_MAX 256			/* delivered files kept for reuse */
 #define FREE_SIZE_MAX (64 * 1024)	/* ... when no larger than this */
 #define PROTO_SMTP 0
@@ -340,6 +341,7 @@ struct spool {
 	int scanned_once;
 	int starved;			/* a due message waits for a slot */
 	TAILQ_HEAD(, fresh) fresh;	/* accepted, waiting for a slot */
+	size_t nfresh;
 	struct event *fresh_ev;
 	/* Delivered files kept in DIR/free to hold the next messages: see
 	 * file_reuse. */
@@ -627,11 +629,12 @@ acc_free(struct acc *a)
 
 /* No delivery slot for the message just accepted: remember its name
  * (not its descriptor: the backlog may be long) for the next free slot.
- * Without memory it waits for a scan, like any file of the queue. */
+ * Past FRESH_MAX (a next hop that hangs), or without memory, it waits
+ * for a scan like any file of the queue. */
 static void
 fresh_add(struct spool *sp, const char *id, int fd, struct spoolq_env *env)
 {
-	struct fresh *f = malloc(sizeof(*f));
+	struct fresh *f = sp->nfresh < FRESH_MAX ? malloc(sizeof(*f)) : NULL;
 
 	close(fd);
 	spoolq_env_free(env);
@@ -641,6 +644,7 @@ fresh_add(struct spool *sp, const char *id, int fd, struct spoolq_env *env)
 	}
 	snprintf(f->name, sizeof(f->name), "%s", id);
 	TAILQ_INSERT_TAIL(&sp->fresh, f, entry);
+	sp->nfresh++;
 }
 
 static void
@@ -2420,6 +2424,7 @@ fresh_run(evutil_socket_t fd, short what, void *arg)
 	while (!sp->closing && sp->ndlv < (size_t)sp->cf->max_deliveries &&
 	    (f = TAILQ_FIRST(&sp->fresh)) != NULL) {
 		TAILQ_REMOVE(&sp->fresh, f, entry);
+		sp->nfresh--;
 		scan_file(sp, f->name, now, 1);
 		free(f);
 	}

@@ -24,7 +24,13 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 
-#define GH_ABI_VERSION 1
+/*
+ * A plugin built for another version is refused at load time: the host
+ * reads struct gh_module, which the plugin allocates, and fields were
+ * added at its end.  2: gh_module.edits (and, host-allocated,
+ * gh_plugin.auth_mechs and gh_call.challenge/digest for CRAM-MD5).
+ */
+#define GH_ABI_VERSION 2
 
 struct event_base;
 

@@ -213,6 +213,12 @@ spoolq_w_finish(struct spoolq_w *w)
 		return -1;
 	n = snprintf(t, sizeof(t), "GHEND %08x %llu\n", (unsigned)w->crc,
 		     (unsigned long long)w->len);
+	/* With the last octets when it fits: one write for a small file. */
+	if (sizeof(w->buf) - w->n >= (size_t)n) {
+		memcpy(w->buf + w->n, t, (size_t)n);
+		w->n += (size_t)n;
+		return w_flush(w);
+	}
 	if (w_flush(w) != 0)
 		return -1;
 	if (write_all(w->fd, t, (size_t)n) != 0) {

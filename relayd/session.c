@@ -40,6 +40,7 @@
 #include "sasl.h"
 
 #define REPLY_LINE 600
+#define REPLY_MAX 510		/* RFC 5321 4.5.3.1.5: 512 with the CRLF */
 #define HELO_MAX 256
 #define INPUT_MAX (256 * 1024)	/* input buffered while busy */
 #define OUTPUT_MAX (64 * 1024)	/* replies queued before input pauses */
@@ -151,26 +152,32 @@ output_full(struct session *s)
 /* ------------------------------------------------------------------ */
 /* Replies.                                                            */
 
+/* Every reply line leaves through here, cut to the 512 octets with
+ * its CRLF that RFC 5321 4.5.3.1.5 allows: a text may carry what the
+ * client sent (an unknown parameter) or a plugin's long message. */
+static void
+reply_raw(struct session *s, const char *line)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	size_t n = strnlen(line, REPLY_MAX);
+
+	gh_log(GH_LOG_PROTO, "%s > %.*s", s->conn->id, (int)n, line);
+	evbuffer_add(out, line, n);
+	evbuffer_add(out, "\r\n", 2);
+}
+
 static void
 reply_line(struct session *s, int code, char sep, const char *enh,
 	   const char *text)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
 	char line[REPLY_LINE];
-	int n;
 
 	if (enh != NULL && enh[0] != '\0')
-		n = snprintf(line, sizeof(line), "%03d%c%s %s", code, sep,
-			     enh, text);
+		snprintf(line, sizeof(line), "%03d%c%s %s", code, sep, enh,
+			 text);
 	else
-		n = snprintf(line, sizeof(line), "%03d%c%s", code, sep, text);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
-	gh_log(GH_LOG_PROTO, "%s > %s", s->conn->id, line);
-	evbuffer_add(out, line, (size_t)n);
-	evbuffer_add(out, "\r\n", 2);
+		snprintf(line, sizeof(line), "%03d%c%s", code, sep, text);
+	reply_raw(s, line);
 }
 
 static void
@@ -957,10 +964,7 @@ bdat_chunk_end(struct session *s)
 {
 	s->state = ST_CMD;
 	if (s->bdat_discard) {
-		struct evbuffer *out = bufferevent_get_output(s->bev);
-
-		gh_log(GH_LOG_PROTO, "%s > %s", s->conn->id, s->bdat_reply);
-		evbuffer_add_printf(out, "%s\r\n", s->bdat_reply);
+		reply_raw(s, s->bdat_reply);
 		s->bdat_discard = 0;
 		return;
 	}
@@ -2088,9 +2092,7 @@ command_dispatch(struct session *s, char *line)
 		*arg++ = '\0';
 	c = command_find(line);
 	if (s->loop && (c == NULL || c->proceed != cmd_quit)) {
-		struct evbuffer *out = bufferevent_get_output(s->bev);
-
-		evbuffer_add_printf(out, "%s\r\n", s->loop_reply);
+		reply_raw(s, s->loop_reply);
 		return;
 	}
 	if (c == NULL) {

@@ -154,13 +154,18 @@ output_full(struct session *s)
 
 /* Every reply line leaves through here, cut to the 512 octets with
  * its CRLF that RFC 5321 4.5.3.1.5 allows: a text may carry what the
- * client sent (an unknown parameter) or a plugin's long message. */
+ * client sent (an unknown parameter) or a plugin's long message.  The
+ * cut falls between characters, so that UTF-8 (an SMTPUTF8 address
+ * quoted back) stays well formed. */
 static void
 reply_raw(struct session *s, const char *line)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	size_t n = strnlen(line, REPLY_MAX);
 
+	if (line[n] != '\0')
+		while (n > 0 && ((unsigned char)line[n] & 0xc0) == 0x80)
+			n--;
 	gh_log(GH_LOG_PROTO, "%s > %.*s", s->conn->id, (int)n, line);
 	evbuffer_add(out, line, n);
 	evbuffer_add(out, "\r\n", 2);

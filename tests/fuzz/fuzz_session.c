@@ -27,8 +27,10 @@
  *
  * Properties: every octet relayd writes belongs to a reply line of at
  * most 512 octets (RFC 5321 4.5.3.1.5) that is three digits, a space
- * or a dash, text without CR, LF or NUL, then CRLF (4.2); the lines of
- * a multi-line reply share their code (4.2.1); the first digit is 2..5
+ * or a dash, text of printable US-ASCII, HT or well-formed UTF-8 (no
+ * CR, LF, NUL or other control octet: nothing the client sent comes
+ * back raw), then CRLF (4.2); the lines of a multi-line reply share
+ * their code (4.2.1); the first digit is 2..5
  * and an enhanced code, when there is one, is of the same class
  * (RFC 3463 2); the output ends on a complete reply; and the session is
  * always freed once the client is gone (LeakSanitizer checks what it
@@ -206,6 +208,43 @@ struct fz_out {
 	size_t total;
 };
 
+/* The length of the character at p: 1 for US-ASCII other than DEL, 2..4
+ * for a well-formed UTF-8 sequence (RFC 3629 4: no overlong form, no
+ * surrogate, nothing above U+10FFFF); anything else breaks the
+ * property. */
+static size_t
+fz_utf8_len(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t len, i;
+	unsigned lo = 0x80, hi = 0xbf;
+
+	FUZZ_ASSERT(u[0] != 0x7f);
+	if (u[0] < 0x80)
+		return 1;
+	if (u[0] >= 0xc2 && u[0] <= 0xdf)
+		len = 2;
+	else if (u[0] >= 0xe0 && u[0] <= 0xef)
+		len = 3;
+	else if (u[0] >= 0xf0 && u[0] <= 0xf4)
+		len = 4;
+	else
+		len = 0;
+	FUZZ_ASSERT(len != 0 && len <= n);
+	if (u[0] == 0xe0)
+		lo = 0xa0;
+	else if (u[0] == 0xed)
+		hi = 0x9f;
+	else if (u[0] == 0xf0)
+		lo = 0x90;
+	else if (u[0] == 0xf4)
+		hi = 0x8f;
+	FUZZ_ASSERT(u[1] >= lo && u[1] <= hi);
+	for (i = 2; i < len; i++)
+		FUZZ_ASSERT(u[i] >= 0x80 && u[i] <= 0xbf);
+	return len;
+}
+
 static void
 fz_check_line(struct fz_out *o)
 {
@@ -215,8 +254,10 @@ fz_check_line(struct fz_out *o)
 
 	FUZZ_ASSERT(o->len >= 2 && l[o->len - 2] == '\r');
 	FUZZ_ASSERT(n >= 4);
-	for (i = 0; i < n; i++)
-		FUZZ_ASSERT(l[i] != '\r' && l[i] != '\n' && l[i] != '\0');
+	/* RFC 5321 4.2: textstring = 1*(%d09 / %d32-126), which RFC 6531
+	 * extends with UTF8-non-ascii (an SMTPUTF8 address quoted back). */
+	for (i = 0; i < n; i += fz_utf8_len(l + i, n - i))
+		FUZZ_ASSERT(l[i] == '\t' || (unsigned char)l[i] >= 32);
 	FUZZ_ASSERT(l[0] >= '2' && l[0] <= '5');
 	FUZZ_ASSERT(l[1] >= '0' && l[1] <= '9' && l[2] >= '0' && l[2] <= '9');
 	FUZZ_ASSERT(l[3] == ' ' || l[3] == '-');

@@ -59,7 +59,7 @@ def kill_all(r):
     r.proc.wait()
     r.logf.close()
     for p in pids:
-        # Until it is gone: a worker killed inside syncfs() keeps its
+        # Until it is gone: a worker killed inside fdatasync() keeps its
         # files (and their locks) until the sync returns, and the next
         # relayd's start-up scan must find tmp/ unlocked.
         for _ in range(1000):

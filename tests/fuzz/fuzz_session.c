@@ -23,7 +23,10 @@
  * is 127.0.0.1 (in xclient_hosts) or 127.0.0.2, and which listener it
  * came to (role=mx or role=submission, both auth_plaintext=yes).  Then
  * the client shuts its side down and the loop runs until the session
- * is freed.
+ * is freed.  Or, when the octet says so in the first two ways, the
+ * client writes everything, closes at once and reads nothing: relayd
+ * answers into a dead socket (write errors) and must free the session
+ * all the same.
  *
  * Properties: every octet relayd writes belongs to a reply line of at
  * most 512 octets (RFC 5321 4.5.3.1.5) that is three digits, a space
@@ -358,6 +361,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz_out out;
 	const uint8_t *p, *end, *nl;
 	size_t chunk;
+	ssize_t w;
 	int sv[2], mode, rounds = 0;
 
 	if (size < 1 || size > 65536)
@@ -381,6 +385,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_settle(sv[1], &out);
 	p = data + 1;
 	end = data + size;
+	if (mode < 2 && (data[0] & 4)) {
+		while (p < end && (w = send(sv[1], p, (size_t)(end - p),
+		    MSG_NOSIGNAL)) > 0)
+			p += w;
+		close(sv[1]);
+		while (fz_srv.nsessions > 0) {
+			FUZZ_ASSERT(++rounds < FZ_ROUNDS);
+			event_base_loop(fz_srv.base, EVLOOP_NONBLOCK);
+		}
+		return 0;
+	}
 	while (p < end) {
 		if (mode == 0)
 			chunk = (size_t)(end - p);

@@ -25,11 +25,7 @@ struct lmtp_conf {
 	const char *socket;
 	const char *host;
 	long long port;
-	long long connect_timeout;
-	long long command_timeout;
-	long long data_block_timeout;
-	long long data_timeout;
-	long long idle_timeout;
+	struct smtpc_timeouts to;
 	long long max_connections;
 };
 
@@ -42,21 +38,7 @@ static const struct gh_directive lmtp_directives[] = {
 	  "LMTP server: an IP address or a name resolved at start-up" },
 	{ "port", GH_DT_INT, offsetof(struct lmtp_conf, port), "24", 1,
 	  65535, NULL, "LMTP server's TCP port" },
-	{ "connect_timeout", GH_DT_INT,
-	  offsetof(struct lmtp_conf, connect_timeout), "30", 1, 3600, NULL,
-	  "seconds to establish the connection" },
-	{ "command_timeout", GH_DT_INT,
-	  offsetof(struct lmtp_conf, command_timeout), "300", 1, 3600, NULL,
-	  "seconds to wait for the greeting and each command's reply" },
-	{ "data_block_timeout", GH_DT_INT,
-	  offsetof(struct lmtp_conf, data_block_timeout), "180", 1, 3600,
-	  NULL, "seconds the server may stop reading the message" },
-	{ "data_timeout", GH_DT_INT, offsetof(struct lmtp_conf, data_timeout),
-	  "600", 1, 3600, NULL, "seconds to wait for each reply after the "
-	  "final dot (RFC 5321 4.5.3.2.6: at least 10 minutes)" },
-	{ "idle_timeout", GH_DT_INT, offsetof(struct lmtp_conf, idle_timeout),
-	  "60", 0, 3600, NULL,
-	  "seconds an idle connection is kept for reuse (0: no reuse)" },
+	SMTPC_TIMEOUT_DIRECTIVES(struct lmtp_conf, to),
 	{ "max_connections", GH_DT_INT,
 	  offsetof(struct lmtp_conf, max_connections), "20", 1, 10000, NULL,
 	  "connections per worker; more transactions wait" },
@@ -74,7 +56,6 @@ lmtp_init(struct gh_plugin *p, char *err, size_t errlen)
 {
 	const struct lmtp_conf *cf = p->conf;
 	struct smtpc_dest d;
-	long long need;
 
 	memset(&d, 0, sizeof(d));
 	d.proto = SMTPC_LMTP;
@@ -82,18 +63,11 @@ lmtp_init(struct gh_plugin *p, char *err, size_t errlen)
 	d.port = (int)cf->port;
 	if (smtpc_dest_socket(&d, "lmtp", cf->socket, err, errlen) != 0)
 		return -1;
-	d.connect_timeout = cf->connect_timeout;
-	d.command_timeout = cf->command_timeout;
-	d.data_block_timeout = cf->data_block_timeout;
-	d.data_timeout = cf->data_timeout;
-	d.idle_timeout = cf->idle_timeout;
+	smtpc_dest_timeouts(&d, &cf->to);
 	d.max_connections = cf->max_connections;
 	if ((p->data = smtpc_pool_new(p->base, &d, err, errlen)) == NULL)
 		return -1;
-	/* Do not cut the wait for the final replies short (duplicates). */
-	need = cf->connect_timeout + cf->command_timeout + cf->data_timeout;
-	if (p->timeout != 0 && p->timeout < need)
-		p->timeout = need;
+	smtpc_plugin_timeout(p, &cf->to);
 	return 0;
 }
 

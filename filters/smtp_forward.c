@@ -33,11 +33,7 @@ struct fwd_conf {
 	long long port;
 	struct gh_strlist routes;
 	int rcpt_mode;
-	long long connect_timeout;
-	long long command_timeout;
-	long long data_block_timeout;
-	long long data_timeout;
-	long long idle_timeout;
+	struct smtpc_timeouts to;
 	long long max_connections;
 	int tls;			/* enum smtpc_tls */
 	const char *tls_ca;
@@ -60,23 +56,7 @@ static const struct gh_directive fwd_directives[] = {
 	  "\"transaction\"", 0, 0, mode_choices,
 	  "transaction: the whole envelope at queue time; live: MAIL and "
 	  "each RCPT put to the hop as the client sends them" },
-	{ "connect_timeout", GH_DT_INT,
-	  offsetof(struct fwd_conf, connect_timeout), "30", 1, 3600, NULL,
-	  "seconds to establish the TCP connection" },
-	{ "command_timeout", GH_DT_INT,
-	  offsetof(struct fwd_conf, command_timeout), "300", 1, 3600, NULL,
-	  "seconds to wait for the greeting and each command's reply "
-	  "(RFC 5321 4.5.3.2: 5 minutes)" },
-	{ "data_block_timeout", GH_DT_INT,
-	  offsetof(struct fwd_conf, data_block_timeout), "180", 1, 3600,
-	  NULL, "seconds the hop may stop reading the message "
-	  "(RFC 5321 4.5.3.2.5: 3 minutes)" },
-	{ "data_timeout", GH_DT_INT, offsetof(struct fwd_conf, data_timeout),
-	  "600", 1, 3600, NULL, "seconds to wait for the reply to the final "
-	  "dot (RFC 5321 4.5.3.2.6: at least 10 minutes)" },
-	{ "idle_timeout", GH_DT_INT, offsetof(struct fwd_conf, idle_timeout),
-	  "60", 0, 3600, NULL,
-	  "seconds an idle connection is kept for reuse (0: no reuse)" },
+	SMTPC_TIMEOUT_DIRECTIVES(struct fwd_conf, to),
 	{ "max_connections", GH_DT_INT,
 	  offsetof(struct fwd_conf, max_connections), "20", 1, 10000, NULL,
 	  "connections per next hop and worker; more transactions wait" },
@@ -143,11 +123,7 @@ dest_from(const struct fwd_conf *cf, const char *host, int port, int tls)
 	d.proto = SMTPC_SMTP;
 	d.host = host;
 	d.port = port;
-	d.connect_timeout = cf->connect_timeout;
-	d.command_timeout = cf->command_timeout;
-	d.data_block_timeout = cf->data_block_timeout;
-	d.data_timeout = cf->data_timeout;
-	d.idle_timeout = cf->idle_timeout;
+	smtpc_dest_timeouts(&d, &cf->to);
 	d.max_connections = cf->max_connections;
 	d.tls = (enum smtpc_tls)tls;
 	/* Verification belongs to required TLS; a route that relaxes the
@@ -273,7 +249,6 @@ fwd_init(struct gh_plugin *p, char *err, size_t errlen)
 	const struct fwd_conf *cf = p->conf;
 	struct smtpc_dest d = dest_from(cf, cf->host, (int)cf->port, cf->tls);
 	struct fwd *f = calloc(1, sizeof(*f));
-	long long need;
 	size_t i;
 
 	if (f == NULL) {
@@ -306,16 +281,7 @@ fwd_init(struct gh_plugin *p, char *err, size_t errlen)
 		if (route_parse(p, &f->routes[i], cf->routes.v[i], err,
 		    errlen) != 0)
 			return -1;
-	/* The hook's deadline must not cut the wait for the final dot
-	 * short: a reply lost there makes a duplicate (RFC 5321
-	 * 4.5.3.2.6). */
-	need = cf->connect_timeout + cf->command_timeout + cf->data_timeout;
-	if (p->timeout != 0 && p->timeout < need) {
-		gh_log(GH_LOG_DEBUG, "smtp_forward: timeout raised from %llds "
-		       "to %llds (connect_timeout + command_timeout + "
-		       "data_timeout)", p->timeout, need);
-		p->timeout = need;
-	}
+	smtpc_plugin_timeout(p, &cf->to);
 	return 0;
 }
 
@@ -591,7 +557,7 @@ live_conn(void *arg, struct smtpc_conn *conn, const struct smtpc_reply *err)
 		return;
 	}
 	smtpc_send(conn, ((const struct fwd_conf *)c->plugin->conf)->
-		   command_timeout, live_mail_reply, lv, "MAIL FROM:<%s>%s",
+		   to.command, live_mail_reply, lv, "MAIL FROM:<%s>%s",
 		   f == NULL || f->addr.is_null ? "" : f->addr.mailbox, params);
 }
 
@@ -695,7 +661,7 @@ fwd_rcpt_ok(struct gh_call *c)
 				   &none, 1);
 	}
 	lv->call = c;
-	smtpc_send(lv->conn, cf->command_timeout, live_rcpt_reply, lv,
+	smtpc_send(lv->conn, cf->to.command, live_rcpt_reply, lv,
 		   "RCPT TO:<%s>", c->path->addr.mailbox);
 	gh_on_cancel(c, live_cancel, lv);
 	return GH_AGAIN;

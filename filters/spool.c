@@ -97,11 +97,7 @@ struct spool_conf {
 	long long scan_interval;
 	long long max_deliveries;
 	const char *postmaster;
-	long long connect_timeout;
-	long long command_timeout;
-	long long data_block_timeout;
-	long long data_timeout;
-	long long idle_timeout;
+	struct smtpc_timeouts to;
 	long long max_connections;
 	int outbound;
 	long long mx_port;
@@ -150,22 +146,7 @@ static const struct gh_directive spool_directives[] = {
 	{ "postmaster", GH_DT_STRING, offsetof(struct spool_conf, postmaster),
 	  "\"\"", 0, 0, NULL, "where a bounce that cannot be delivered goes, "
 	  "once (empty: it is dropped with a log line)" },
-	{ "connect_timeout", GH_DT_INT,
-	  offsetof(struct spool_conf, connect_timeout), "30", 1, 3600, NULL,
-	  "seconds to establish the connection" },
-	{ "command_timeout", GH_DT_INT,
-	  offsetof(struct spool_conf, command_timeout), "300", 1, 3600, NULL,
-	  "seconds for the greeting and each command's reply (RFC 5321 "
-	  "4.5.3.2)" },
-	{ "data_block_timeout", GH_DT_INT,
-	  offsetof(struct spool_conf, data_block_timeout), "180", 1, 3600,
-	  NULL, "seconds the hop may stop reading the message" },
-	{ "data_timeout", GH_DT_INT, offsetof(struct spool_conf, data_timeout),
-	  "600", 1, 3600, NULL, "seconds for the reply to the final dot "
-	  "(RFC 5321 4.5.3.2.6: at least 10 minutes)" },
-	{ "idle_timeout", GH_DT_INT, offsetof(struct spool_conf, idle_timeout),
-	  "60", 0, 3600, NULL,
-	  "seconds an idle connection is kept for reuse (0: no reuse)" },
+	SMTPC_TIMEOUT_DIRECTIVES(struct spool_conf, to),
 	{ "max_connections", GH_DT_INT,
 	  offsetof(struct spool_conf, max_connections), "20", 1, 10000, NULL,
 	  "connections to the next hop per worker" },
@@ -1606,11 +1587,7 @@ mxpool_get(struct spool *sp, const char *ip, int port, const char *name)
 	dst.proto = SMTPC_SMTP;
 	dst.host = m->ip;		/* an address: no lookup */
 	dst.port = port;
-	dst.connect_timeout = cf->connect_timeout;
-	dst.command_timeout = cf->command_timeout;
-	dst.data_block_timeout = cf->data_block_timeout;
-	dst.data_timeout = cf->data_timeout;
-	dst.idle_timeout = cf->idle_timeout;
+	smtpc_dest_timeouts(&dst, &cf->to);
 	dst.max_connections = cf->max_per_destination;
 	dst.tls = (enum smtpc_tls)cf->mx_tls;
 	dst.tls_verify = cf->mx_tls_verify;
@@ -2622,11 +2599,7 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	d.port = (int)cf->port;
 	if (smtpc_dest_socket(&d, "spool", cf->socket, err, errlen) != 0)
 		return -1;
-	d.connect_timeout = cf->connect_timeout;
-	d.command_timeout = cf->command_timeout;
-	d.data_block_timeout = cf->data_block_timeout;
-	d.data_timeout = cf->data_timeout;
-	d.idle_timeout = cf->idle_timeout;
+	smtpc_dest_timeouts(&d, &cf->to);
 	d.max_connections = cf->max_connections;
 	/* As smtp_forward: a certificate check means something only when
 	 * failing it stops the mail (RFC 7435). */

@@ -1109,6 +1109,29 @@ smtpc_dest_socket(struct smtpc_dest *d, const char *plugin, const char *spec,
 	return 0;
 }
 
+void
+smtpc_dest_timeouts(struct smtpc_dest *d, const struct smtpc_timeouts *t)
+{
+	d->connect_timeout = t->connect;
+	d->command_timeout = t->command;
+	d->data_block_timeout = t->data_block;
+	d->data_timeout = t->data;
+	d->idle_timeout = t->idle;
+}
+
+void
+smtpc_plugin_timeout(struct gh_plugin *p, const struct smtpc_timeouts *t)
+{
+	long long need = t->connect + t->command + t->data;
+
+	if (p->timeout == 0 || p->timeout >= need)
+		return;
+	gh_log(GH_LOG_DEBUG, "%s: timeout raised from %llds to %llds "
+	       "(connect_timeout + command_timeout + data_timeout)", p->name,
+	       p->timeout, need);
+	p->timeout = need;
+}
+
 struct smtpc_pool *
 smtpc_pool_new(struct event_base *base, const struct smtpc_dest *dest,
 	       char *err, size_t errlen)

@@ -64,6 +64,36 @@ enum smtpc_tls {
  * directive ("off", "opportunistic", "required"). */
 extern const char *const smtpc_tls_choices[];
 
+/*
+ * The next-hop timeouts of a queue plugin's group (seconds): a member of
+ * its conf struct, SMTPC_TIMEOUT_DIRECTIVES(conf struct, member) in its
+ * directive table, so smtp_forward, lmtp and spool share the names,
+ * defaults and limits.
+ */
+struct smtpc_timeouts {
+	long long connect;
+	long long command;
+	long long data_block;
+	long long data;
+	long long idle;
+};
+
+#define SMTPC_TIMEOUT_DIRECTIVES(type, m)				\
+	{ "connect_timeout", GH_DT_INT, offsetof(type, m.connect), "30",	\
+	  1, 3600, NULL, "seconds to establish the connection" },	\
+	{ "command_timeout", GH_DT_INT, offsetof(type, m.command), "300",	\
+	  1, 3600, NULL, "seconds to wait for the greeting and each "	\
+	  "command's reply (RFC 5321 4.5.3.2: 5 minutes)" },		\
+	{ "data_block_timeout", GH_DT_INT, offsetof(type, m.data_block),	\
+	  "180", 1, 3600, NULL, "seconds the next hop may stop reading "	\
+	  "the message (RFC 5321 4.5.3.2.5: 3 minutes)" },		\
+	{ "data_timeout", GH_DT_INT, offsetof(type, m.data), "600", 1,	\
+	  3600, NULL, "seconds to wait for the reply to the final dot "	\
+	  "(RFC 5321 4.5.3.2.6: at least 10 minutes)" },			\
+	{ "idle_timeout", GH_DT_INT, offsetof(type, m.idle), "60", 0,	\
+	  3600, NULL, "seconds an idle connection is kept for reuse (0: "	\
+	  "no reuse)" }
+
 /* Where a pool connects and how long it waits (seconds). */
 struct smtpc_dest {
 	enum smtpc_proto proto;
@@ -100,6 +130,13 @@ struct smtpc_txn;
  * Returns 0, or -1 with err naming the plugin. */
 int smtpc_dest_socket(struct smtpc_dest *d, const char *plugin,
 		      const char *spec, char *err, size_t errlen);
+/* Copy the configured timeouts into d. */
+void smtpc_dest_timeouts(struct smtpc_dest *d, const struct smtpc_timeouts *t);
+/* The queue hook's deadline must not cut the wait for the final dot's
+ * reply short: a reply lost there makes a duplicate (RFC 5321
+ * 4.5.3.2.6).  Raises p->timeout (unless 0: none) to cover a connection,
+ * a command and the final dot. */
+void smtpc_plugin_timeout(struct gh_plugin *p, const struct smtpc_timeouts *t);
 /* Resolve dest (getaddrinfo: numeric or from the hosts file and DNS,
  * once, at start-up) and make its pool, with its TLS context when dest
  * uses TLS (an unreadable tls_ca is an error here).  NULL with err

@@ -26,18 +26,24 @@
  * is freed.  Or, when the octet says so in the first two ways, the
  * client writes everything, closes at once and reads nothing: relayd
  * answers into a dead socket (write errors) and must free the session
- * all the same.
+ * all the same.  The first octet, bit by bit:
+ *   0-1  0 one write, 1 a write per line, 2 chunks of N, 3 of N * 64
+ *   2-5  N - 1 (2, 3); bit 2 in ways 0 and 1: close without reading
+ *   6    the client is 127.0.0.2 instead of 127.0.0.1
+ *   7    the submission listener instead of the mx one
+ * FUZZ_SESSION_TRACE=1 in the environment copies relayd's replies to
+ * stderr (to read what a corpus file does).
  *
  * Properties: every octet relayd writes belongs to a reply line of at
  * most 512 octets (RFC 5321 4.5.3.1.5) that is three digits, a space
  * or a dash, text of printable US-ASCII, HT or well-formed UTF-8 (no
  * CR, LF, NUL or other control octet: nothing the client sent comes
  * back raw), then CRLF (4.2); the lines of a multi-line reply share
- * their code (4.2.1); the first digit is 2..5
- * and an enhanced code, when there is one, is of the same class
- * (RFC 3463 2); the output ends on a complete reply; and the session is
- * always freed once the client is gone (LeakSanitizer checks what it
- * held).
+ * their code (4.2.1); the first digit is 2..5 and an enhanced code,
+ * when there is one, is of the same class (RFC 3463 2); the output ends
+ * on a complete reply; and the session is always freed once the client
+ * is gone, within a bounded number of loop passes (LeakSanitizer checks
+ * what it held).
  */
 #define main relayd_main
 #include "../../relayd/main.c"

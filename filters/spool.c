@@ -21,8 +21,9 @@
  * never waits on the disk; the thread wakes it through a pipe and the
  * pending hooks are resumed from there.
  *
- * Delivery.  Each worker scans DIR/queue at start and every
- * scan_interval seconds, in the order of the ids (the order of arrival),
+ * Delivery.  Each worker scans DIR/queue at start, every scan_interval
+ * seconds, and when `relayd -q flush` writes DIR/flush (an inotify watch
+ * on DIR), in the order of the ids (the order of arrival),
  * and delivers the files of its share whose next attempt is due through
  * the shared SMTP/LMTP client (filters/core/smtpc.c).  A fresh message
  * is delivered at once by the worker that accepted it.  Ownership:
@@ -53,6 +54,7 @@
 
 #include <sys/types.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 
@@ -317,6 +319,8 @@ struct spool {
 	struct event *wake_ev;
 	/* Delivery. */
 	struct event *scan_ev;
+	int ino;			/* inotify on DIR: DIR/flush */
+	struct event *ino_ev;
 	TAILQ_HEAD(, dlv) dlvs;
 	size_t ndlv;
 	int scanned_once;
@@ -2427,6 +2431,50 @@ scan_soon(struct spool *sp)
 	evtimer_add(sp->scan_ev, &tv);
 }
 
+/* `relayd -q flush` wrote DIR/flush: scan now, not at scan_interval. */
+static void
+flush_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool *sp = arg;
+	char buf[4096]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event *ev;
+	ssize_t n;
+	size_t off;
+	int flush = 0;
+
+	(void)what;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (off = 0; off + sizeof(*ev) <= (size_t)n;
+		     off += sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)(buf + off);
+			if (ev->len > 0 && strcmp(ev->name, "flush") == 0)
+				flush = 1;
+		}
+	if (flush && !sp->closing) {
+		struct timeval now = { 0, 0 };
+
+		gh_log(GH_LOG_INFO, "spool: flush requested: scanning the "
+		       "queue");
+		evtimer_add(sp->scan_ev, &now);
+	}
+}
+
+/* Without the watch, flushed mail waits for scan_interval: not fatal. */
+static void
+flush_watch(struct spool *sp)
+{
+	sp->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (sp->ino < 0 || inotify_add_watch(sp->ino, sp->cf->dir,
+	    IN_CLOSE_WRITE | IN_MOVED_TO) < 0 ||
+	    (sp->ino_ev = event_new(sp->p->base, sp->ino, EV_READ |
+	    EV_PERSIST, flush_read, sp)) == NULL ||
+	    event_add(sp->ino_ev, NULL) != 0)
+		gh_log(GH_LOG_WARN, "spool: cannot watch %s/flush (%s): "
+		       "relayd -q flush waits for scan_interval",
+		       sp->cf->dir, strerror(errno));
+}
+
 /* ------------------------------------------------------------------ */
 /* Start and stop.                                                     */
 
@@ -2509,6 +2557,10 @@ spool_fini(struct gh_plugin *p)
 		event_free(sp->fresh_ev);
 	if (sp->scan_ev != NULL)
 		event_free(sp->scan_ev);
+	if (sp->ino_ev != NULL)
+		event_free(sp->ino_ev);
+	if (sp->ino >= 0)
+		close(sp->ino);
 	if (sp->wake_ev != NULL)
 		event_free(sp->wake_ev);
 	if (sp->wake[0] >= 0)
@@ -2555,7 +2607,7 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 	if (sp->rng == 0)
 		sp->rng = 1;
 	sp->free_tag = rng_next(sp);
-	sp->qdirfd = sp->wake[0] = sp->wake[1] = -1;
+	sp->qdirfd = sp->wake[0] = sp->wake[1] = sp->ino = -1;
 	TAILQ_INIT(&sp->todo);
 	TAILQ_INIT(&sp->done);
 	TAILQ_INIT(&sp->dlvs);
@@ -2642,6 +2694,7 @@ spool_init(struct gh_plugin *p, char *err, size_t errlen)
 		return -1;
 	}
 	sp->thr_started = 1;
+	flush_watch(sp);
 	/* The first scan runs once the loop does: it checks every queue
 	 * file and removes what a crash left in tmp/. */
 	evtimer_add(sp->scan_ev, &now);
@@ -2722,7 +2775,8 @@ static const char spool_doc[] =
 "  relayd -q count                   messages, recipients, deferred,\n"
 "                                    held\n"
 "  relayd -q flush [domain]          due now (\".domain\": subdomains\n"
-"                                    too); picked up by the next scan\n"
+"                                    too); writes DIR/flush, which the\n"
+"                                    workers watch: they scan at once\n"
 "  relayd -q hold ID | release ID    stop / resume delivering it\n"
 "  relayd -q delete ID               remove it, no bounce\n"
 "\n"

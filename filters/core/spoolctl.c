@@ -7,9 +7,8 @@
  *   count                 messages, recipients, deferred, held
  *   flush [domain]        make every message (with a recipient in
  *                         domain, ".domain" for its subdomains too) due
- *                         now; the workers' next scan (scan_interval)
- *                         delivers them.  SIGHUP does it at once: new
- *                         workers try every message not held.
+ *                         now and write DIR/flush, which wakes the
+ *                         running workers to deliver them at once.
  *   hold ID | release ID  stop / resume delivering a message
  *   delete ID             remove a message, without a bounce
  *
@@ -41,8 +40,28 @@
 struct ctl {
 	char qdir[PATH_MAX];
 	char tdir[PATH_MAX];
+	char trigger[PATH_MAX];		/* DIR/flush: see spool.c */
 	int qdirfd;
 };
+
+/*
+ * Wake the running workers: each watches DIR/flush (inotify) and scans
+ * at once when it is written, as Postfix's `postqueue -f` wakes its
+ * queue manager.  Without a running relayd nothing reads it; its start
+ * tries every message anyway.
+ */
+static void
+trigger_scan(const struct ctl *c)
+{
+	int fd = open(c->trigger, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		      0600);
+
+	if (fd < 0 || write(fd, "flush\n", 6) != 6)
+		fprintf(stderr, "relayd: %s: %s (the workers deliver at "
+			"their next scan)\n", c->trigger, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
 
 /* The `dir` of the configured spool plugin, from its directive table. */
 static const char *
@@ -312,6 +331,8 @@ next:
 		free(ids[i]);
 	}
 	free(ids);
+	if (done > 0)
+		trigger_scan(c);
 	printf("%zu messages due now%s", done, busy ? "" : "\n");
 	if (busy)
 		printf(" (%zu being delivered)\n", busy);
@@ -366,6 +387,7 @@ spoolq_command(const struct gh_config *cfg, int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	if (join(c.qdir, sizeof(c.qdir), dir, "queue") != 0 ||
 	    join(c.tdir, sizeof(c.tdir), dir, "tmp") != 0 ||
+	    join(c.trigger, sizeof(c.trigger), dir, "flush") != 0 ||
 	    (c.qdirfd = open(c.qdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) <
 	    0) {
 		fprintf(stderr, "relayd: %s/queue: %s\n", dir,

@@ -8,8 +8,8 @@
  * The worker is built as relayd/main.c builds one: the harness
  * includes main.c (its main renamed, nothing in it changed) for the
  * directive tables and the configuration checks, loads a small
- * configuration written to a temporary folder once, and starts the
- * plugins on its own event loop.  No resolver is started, so the
+ * configuration written to a temporary folder once (removed once the
+ * plugins have read it), and starts the plugins on its own event loop.  No resolver is started, so the
  * session's reverse DNS lookup ends at once; no TLS (no certificate).
  * The plugins: host_list (accepts example.test), headers,
  * rcpt_to_disposable, max_unrecognized (shadow), auth_file with one
@@ -118,7 +118,7 @@ static const char fz_conf_text[] =
 	"  max_header_line = 998;\n"
 	"  max_unrecognized = 6;\n"
 	"  spool_threshold = 4096;\n"
-	"  tmp_dir = \"@DIR@\";\n"
+	"  tmp_dir = \"/tmp\";\n"
 	"  trace_header = \"X-Fuzz-Trace\";\n"
 	"};\n"
 	"log = { level = \"error\"; };\n"
@@ -139,14 +139,6 @@ static char fz_dir[64], fz_conf_path[128], fz_users_path[128];
 static struct loaded fz_loaded;
 static struct server fz_srv;
 static int fz_trace;		/* FUZZ_SESSION_TRACE: replies to stderr */
-
-static void
-fz_cleanup(void)
-{
-	unlink(fz_conf_path);
-	unlink(fz_users_path);
-	rmdir(fz_dir);
-}
 
 static void
 fz_write_file(const char *path, const char *text)
@@ -177,7 +169,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	FUZZ_ASSERT(mkdtemp(fz_dir) != NULL);
 	snprintf(fz_conf_path, sizeof(fz_conf_path), "%s/relayd.conf", fz_dir);
 	snprintf(fz_users_path, sizeof(fz_users_path), "%s/users", fz_dir);
-	atexit(fz_cleanup);
 	fz_write_file(fz_conf_path, fz_conf_text);
 	fz_write_file(fz_users_path, fz_users);
 	/* As main() and worker_main() do, without sockets or TLS. */
@@ -203,6 +194,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz_session: %s\n", err);
 		abort();
 	}
+	/* Read by now (auth_file reads its users at start-up): nothing is
+	 * left behind however the run ends. */
+	unlink(fz_conf_path);
+	unlink(fz_users_path);
+	rmdir(fz_dir);
 	return 0;
 }
 

@@ -152,7 +152,7 @@ struct smtpc_pool {
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	char name[300];
-	SSL_CTX *ssl_ctx;		/* when dest.tls is not off */
+	SSL_CTX *ssl_ctx;		/* made at the first STARTTLS offer */
 	const char *tls_name;		/* SNI and the name checked */
 	TAILQ_HEAD(, smtpc_conn) idle;
 	TAILQ_HEAD(, smtpc_wait) waiters;
@@ -566,6 +566,20 @@ fail:
 	return NULL;
 }
 
+/*
+ * The pool's client context, made when a next hop first offers STARTTLS:
+ * setting OpenSSL up costs every worker megabytes that a hop without
+ * STARTTLS never needs.  With tls_verify it is made at start-up instead
+ * (smtpc_pool_new), so that a bad tls_ca stops relayd there.
+ */
+static int
+pool_tls_ctx(struct smtpc_pool *p, char *err, size_t errlen)
+{
+	if (p->ssl_ctx == NULL)
+		p->ssl_ctx = tls_client_ctx(p, err, errlen);
+	return p->ssl_ctx != NULL ? 0 : -1;
+}
+
 /* The connection is ready for transactions: hand it to its waiter. */
 static void
 conn_ready(struct smtpc_conn *c)
@@ -738,12 +752,25 @@ static void
 hello_done(struct smtpc_conn *c)
 {
 	struct smtpc_pool *p = c->pool;
+	char err[256];
 
 	if (p->dest.tls == SMTPC_TLS_OFF || c->tls || c->no_tls) {
 		conn_ready(c);
 		return;
 	}
-	if (c->starttls && p->ssl_ctx != NULL) {
+	if (c->starttls && pool_tls_ctx(p, err, sizeof(err)) != 0) {
+		gh_log(GH_LOG_ERR, "smtpc %s: %s", p->name, err);
+		if (p->dest.tls == SMTPC_TLS_REQUIRED) {
+			conn_fail(c, 451, "4.7.5", "TLS with next hop %s: %s",
+			    p->name, err);
+			return;
+		}
+		gh_log(GH_LOG_INFO, "smtpc %s: no TLS context: session in "
+		       "clear (tls = opportunistic)", p->name);
+		conn_ready(c);
+		return;
+	}
+	if (c->starttls) {
 		c->state = C_STARTTLS;
 		conn_write_line(c, "STARTTLS");
 		conn_arm(c, p->dest.command_timeout);
@@ -1171,8 +1198,7 @@ smtpc_pool_new(struct event_base *base, const struct smtpc_dest *dest,
 	p->tls_name = p->dest.tls_verify_name != NULL &&
 	    p->dest.tls_verify_name[0] != '\0' ? p->dest.tls_verify_name :
 	    p->dest.host;
-	if (p->dest.tls != SMTPC_TLS_OFF &&
-	    (p->ssl_ctx = tls_client_ctx(p, err, errlen)) == NULL) {
+	if (p->dest.tls_verify && pool_tls_ctx(p, err, errlen) != 0) {
 		free(p);
 		return NULL;
 	}

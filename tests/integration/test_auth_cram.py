@@ -11,7 +11,6 @@ exchange's error replies, the per-address failure limit, swaks --tls
 errors, and the log without passwords or digests.
 """
 import base64
-import ctypes
 import hashlib
 import hmac
 import math
@@ -19,14 +18,16 @@ import os
 import re
 import shutil
 import smtplib
-import ssl
 import struct
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import authkit  # noqa: E402
 import gh  # noqa: E402
+from authkit import (b64, crypt, ctx, plain,  # noqa: E402
+                     tls_client, write_users)
 
 R = gh.Results("auth_cram")
 D = gh.tmpdir("gh-authcram-")
@@ -77,72 +78,17 @@ def cram_secret(pw):
     return "{CRAM-MD5}" + struct.pack("<8I", *(outer + inner)).hex()
 
 
-def crypt(password, prefix):
-    lib = ctypes.CDLL("libcrypt.so.1")
-    lib.crypt_gensalt.restype = ctypes.c_char_p
-    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong,
-                                  ctypes.c_char_p, ctypes.c_int]
-    lib.crypt.restype = ctypes.c_char_p
-    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    setting = lib.crypt_gensalt(prefix.encode(), 0, None, 0)
-    return lib.crypt(password.encode(), setting).decode()
-
-
-def b64(s):
-    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
-
-
-def plain(user, pw):
-    return b64("\0%s\0%s" % (user, pw))
-
-
 def cram_response(user, pw, challenge):
     return b64("%s %s" % (user, hmac.new(pw.encode(), challenge,
                                          "md5").hexdigest()))
-
-
-def write_users(path, lines):
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def relayd(listen, extra, users=USERS):
-    body = ('plugins = [ "auth_file", "scripted" ];\n'
-            'auth_file = { file = "%s"; };\n'
-            'scripted = { sink_dir = "@SINK@"; };\n' % users)
-    r = gh.Relayd(extra, body, log_level="protocol")
-    ports = [r.port] + [gh.free_port() for _ in listen[1:]]
-    specs = ", ".join('"127.0.0.1:%d%s"' % (p, (" " + o) if o else "")
-                      for p, o in zip(ports, listen))
-    with open(r.conf) as f:
-        text = f.read()
-    with open(r.conf, "w") as f:
-        f.write(text.replace('listen = [ "127.0.0.1:%d" ];' % r.port,
-                             "listen = [ %s ];" % specs))
-    r.ports = ports
-    return r
 
 
 TLS = ('tls_cert = "%s"; tls_key = "%s"; auth_max_failures = 3; '
        'auth_failure_delay = 1;' % (CERT, KEY))
 
 
-def ctx():
-    c = ssl.create_default_context()
-    c.check_hostname = False
-    c.verify_mode = ssl.CERT_NONE
-    return c
-
-
-def tls_client(port, source="127.0.0.1"):
-    c = gh.Client(port, source)
-    c.reply()
-    c.cmd("EHLO client.test")
-    code, _ = c.cmd("STARTTLS")
-    assert code == 220, code
-    c.sock = ctx().wrap_socket(c.sock)
-    code, lines = c.cmd("EHLO client.test")
-    return c, [l[4:] for l in lines]
+def relayd(listen, extra, users=USERS):
+    return authkit.relayd(listen, extra, users)
 
 
 def challenge(c):

@@ -20,7 +20,6 @@ max_per_destination holds while many messages wait, and connections are
 reused.
 """
 import base64
-import ctypes
 import email
 import email.policy
 import os
@@ -29,6 +28,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import authkit  # noqa: E402
 import dnsmasq  # noqa: E402
 import gh  # noqa: E402
 import smtpsink  # noqa: E402
@@ -259,21 +259,9 @@ finally:
     r.stop()
 
 # --- 6. AUTH grants relaying, so MX routing ---------------------------------
-def crypt(password):
-    """A SHA-512 crypt(3) hash from libcrypt itself."""
-    lib = ctypes.CDLL("libcrypt.so.1")
-    lib.crypt_gensalt.restype = ctypes.c_char_p
-    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong,
-                                  ctypes.c_char_p, ctypes.c_int]
-    lib.crypt.restype = ctypes.c_char_p
-    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    return lib.crypt(password.encode(),
-                     lib.crypt_gensalt(b"$6$", 0, None, 0)).decode()
-
-
 users = os.path.join(spool, "users")
 with open(users, "w") as f:
-    f.write("alice:%s\n" % crypt("alice-pw-1"))
+    f.write("alice:%s\n" % authkit.crypt("alice-pw-1", "$6$"))
 spool3 = gh.tmpdir("gh-spool-mx-")
 r = gh.Relayd(body='dns = { servers = [ "%s" ]; timeout = 2; rdns = false; };\n'
               'plugins = [ "auth_file", "scripted", "spool" ];\n'

@@ -96,7 +96,6 @@ lmtp_final(struct gh_call *c, const char *hop, const struct smtpc_result *res)
 
 	for (i = 0; i < res->nrcpts; i++) {
 		const struct smtpc_rcpt *r = &res->rcpts[i];
-		int n;
 
 		if (r->refused)
 			continue;
@@ -113,13 +112,8 @@ lmtp_final(struct gh_call *c, const char *hop, const struct smtpc_result *res)
 		gh_clog(c, GH_LOG_INFO, "%s did not deliver to <%s>: %d %s %s",
 			hop, r->mailbox, r->final.code, r->final.enh,
 			r->final.text);
-		if (len < sizeof(list)) {
-			n = snprintf(list + len, sizeof(list) - len,
-				     "%s<%s> %d %s", len ? "; " : "",
-				     r->mailbox, r->final.code, r->final.enh);
-			if (n > 0)
-				len += (size_t)n;
-		}
+		smtpc_rcpt_list_add(list, sizeof(list), &len, r->mailbox,
+				    &r->final);
 	}
 	if (ndelivered == 0 && nperm == res->nfailed && first != NULL)
 		return smtpc_verdict(c, hop, first, 0);

@@ -1940,6 +1940,20 @@ smtpc_verdict(struct gh_call *c, const char *hop, const struct smtpc_reply *r,
  * accepted ones receive it twice on the client's retry.  Any 4xx makes
  * the whole message 451 (a retry may succeed); only 5xx makes it 550.
  */
+void
+smtpc_rcpt_list_add(char *list, size_t size, size_t *len,
+		    const char *mailbox, const struct smtpc_reply *r)
+{
+	int n;
+
+	if (*len >= size)
+		return;
+	n = snprintf(list + *len, size - *len, "%s<%s> %d %s",
+		     *len ? "; " : "", mailbox, r->code, r->enh);
+	if (n > 0)
+		*len += (size_t)n;
+}
+
 enum gh_verdict
 smtpc_rcpt_verdict(struct gh_call *c, const char *hop,
 		   const struct smtpc_result *res)
@@ -1951,7 +1965,6 @@ smtpc_rcpt_verdict(struct gh_call *c, const char *hop,
 
 	for (i = 0; i < res->nrcpts; i++) {
 		const struct smtpc_rcpt *r = &res->rcpts[i];
-		int n;
 
 		if (!r->refused)
 			continue;
@@ -1965,13 +1978,8 @@ smtpc_rcpt_verdict(struct gh_call *c, const char *hop,
 		gh_clog(c, GH_LOG_INFO, "next hop %s refused <%s>: %d %s %s",
 			hop, r->mailbox, r->reply.code, r->reply.enh,
 			r->reply.text);
-		if (len < sizeof(list)) {
-			n = snprintf(list + len, sizeof(list) - len,
-				     "%s<%s> %d %s", len ? "; " : "",
-				     r->mailbox, r->reply.code, r->reply.enh);
-			if (n > 0)
-				len += (size_t)n;
-		}
+		smtpc_rcpt_list_add(list, sizeof(list), &len, r->mailbox,
+				    &r->reply);
 	}
 	gh_result(c, soft ? GH_ERR : GH_FAIL, "%s refused %zu of %zu "
 		  "recipients", hop, res->nrefused, res->nrcpts);

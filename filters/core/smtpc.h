@@ -270,5 +270,10 @@ enum gh_verdict smtpc_verdict(struct gh_call *c, const char *hop,
  * naming them. */
 enum gh_verdict smtpc_rcpt_verdict(struct gh_call *c, const char *hop,
 				   const struct smtpc_result *res);
+/* Add "<mailbox> CODE ENH" to *len octets of list (size octets, "; "
+ * between entries) for a reply naming the recipients that failed; what
+ * does not fit is left out (the log line of each has it). */
+void smtpc_rcpt_list_add(char *list, size_t size, size_t *len,
+			 const char *mailbox, const struct smtpc_reply *r);
 
 #endif

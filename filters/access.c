@@ -410,6 +410,12 @@ list_load(struct entries *l, enum access_check ck, enum access_side side,
 }
 
 static int
+idle(const struct access_data *d, enum access_check ck)
+{
+	return d->lists[ck][SIDE_ALLOW].n == 0 && d->lists[ck][SIDE_DENY].n == 0;
+}
+
+static int
 access_init(struct gh_plugin *p, char *err, size_t errlen)
 {
 	const struct access_conf *cf = p->conf;
@@ -425,6 +431,17 @@ access_init(struct gh_plugin *p, char *err, size_t errlen)
 			if (list_load(&d->lists[ck][side], ck, side,
 			    &cf->lists[ck][side], p->name, err, errlen) != 0)
 				return -1;
+	/* A check whose two lists are empty has nothing to say at its
+	 * hook; connect also decides trust, but only from its lists. */
+	if (idle(d, CK_CLIENT) && idle(d, CK_RDNS))
+		p->idle_hooks |= GH_HOOK_BIT(GH_HOOK_CONNECT);
+	if (idle(d, CK_HELO))
+		p->idle_hooks |= GH_HOOK_BIT(GH_HOOK_HELO) |
+				 GH_HOOK_BIT(GH_HOOK_EHLO);
+	if (idle(d, CK_MAIL))
+		p->idle_hooks |= GH_HOOK_BIT(GH_HOOK_MAIL);
+	if (idle(d, CK_RCPT))
+		p->idle_hooks |= GH_HOOK_BIT(GH_HOOK_RCPT);
 	return 0;
 }
 

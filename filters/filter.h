@@ -400,7 +400,15 @@ struct gh_plugin {
 	 * one only when some plugin on the auth hook set it.  0 before
 	 * init.  (Added at the end: the host allocates this struct.) */
 	unsigned auth_mechs;
+	/* init may set GH_HOOK_BIT(h) for each hook of the module its
+	 * configuration leaves nothing to do at (access with no HELO
+	 * list): the host then never calls it there, and milterd tells
+	 * the MTA not to wait for an answer at a stage nobody checks.
+	 * 0 before init.  (Added at the end, as auth_mechs.) */
+	unsigned idle_hooks;
 };
+
+#define GH_HOOK_BIT(h)	(1u << (h))
 
 /* gh_plugin.auth_mechs */
 #define GH_AUTH_CRAM_MD5	0x01u	/* call->challenge and call->digest */

@@ -316,6 +316,25 @@ post_wait(SMFICTX *ctx, struct msess *s, struct job *j, const char *stage)
 	return r;
 }
 
+/* The same at a stage the MTA does not wait on (nr, an SMFIP_NR_* flag
+ * negotiated): no plugin hooks it, so there is no verdict to lose, and
+ * libmilter must send nothing. */
+static sfsistat
+post_nowait(SMFICTX *ctx, struct msess *s, struct job *j, const char *stage,
+	    unsigned long nr)
+{
+	if (!(s->nr_steps & nr))
+		return post_wait(ctx, s, j, stage);
+	loop_run(s->loop, j);
+	/* Still waited for: libmilter must not read the next command
+	 * before this one's chain has fed the session. */
+	if (job_wait(ctx, j, s->loop->conf->reply_timeout, 0) != 0)
+		gh_log(GH_LOG_WARN, "%s %s not done in time", s->id, stage);
+	else
+		job_free(j);
+	return SMFIS_NOREPLY;
+}
+
 /* Start a job with its stage's macros; NULL (after logging) when memory
  * is short: the caller answers fail_action. */
 static struct job *
@@ -399,6 +418,19 @@ bridge_plan(struct loop *l)
 	 * refusal at EOH reaches the client at the same moment, and the
 	 * round trip is saved. */
 	steps |= SMFIP_NR_EOH;
+	/* A stage no plugin checks still feeds the session (the client,
+	 * its HELO name, the sender), but has no answer to give: the MTA
+	 * need not wait for one.  A sender our parser refuses at such a
+	 * MAIL is refused at each RCPT instead (loop.c). */
+	if (!gh_runtime_has_hook(rt, GH_HOOK_CONNECT_INIT) &&
+	    !gh_runtime_has_hook(rt, GH_HOOK_LOOKUP_RDNS) &&
+	    !gh_runtime_has_hook(rt, GH_HOOK_CONNECT))
+		steps |= SMFIP_NR_CONN;
+	if (!gh_runtime_has_hook(rt, GH_HOOK_HELO) &&
+	    !gh_runtime_has_hook(rt, GH_HOOK_EHLO))
+		steps |= SMFIP_NR_HELO;
+	if (!gh_runtime_has_hook(rt, GH_HOOK_MAIL))
+		steps |= SMFIP_NR_MAIL;
 	l->actions = acts;
 	l->steps = steps;
 }
@@ -426,6 +458,7 @@ cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	s->nr_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
 	s->nr_eoh = (*pf1 & SMFIP_NR_EOH) != 0;
 	s->can_skip = (*pf1 & SMFIP_SKIP) != 0;
+	s->nr_steps = *pf1 & (SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL);
 	gh_log(GH_LOG_DEBUG, "%s negotiated actions 0x%lx steps 0x%lx "
 	       "(MTA offered 0x%lx 0x%lx)", s->id, *pf0, *pf1, f0, f1);
 	if (*pf0 & SMFIF_SETSYMLIST) {
@@ -452,7 +485,8 @@ cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
 	size_t salen = 0;
 
 	if (j == NULL)
-		return fail_answer(ctx, s, "connect");
+		return s != NULL && (s->nr_steps & SMFIP_NR_CONN) ?
+		       SMFIS_NOREPLY : fail_answer(ctx, s, "connect");
 	j->arg = strdup(host != NULL ? host : "");
 	if (sa != NULL && sa->sa_family == AF_INET)
 		salen = sizeof(struct sockaddr_in);
@@ -462,7 +496,7 @@ cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
 		memcpy(&j->sa, sa, salen);
 		j->have_sa = 1;
 	}
-	return post_wait(ctx, s, j, "connect");
+	return post_nowait(ctx, s, j, "connect", SMFIP_NR_CONN);
 }
 
 static sfsistat
@@ -472,9 +506,10 @@ cb_helo(SMFICTX *ctx, char *name)
 	struct job *j = job_begin(ctx, s, JOB_HELO, helo_macros);
 
 	if (j == NULL)
-		return fail_answer(ctx, s, "helo");
+		return s != NULL && (s->nr_steps & SMFIP_NR_HELO) ?
+		       SMFIS_NOREPLY : fail_answer(ctx, s, "helo");
 	j->arg = strdup(name != NULL ? name : "");
-	return post_wait(ctx, s, j, "helo");
+	return post_nowait(ctx, s, j, "helo", SMFIP_NR_HELO);
 }
 
 /* "<addr>" then the ESMTP parameters, as gh_path_parse reads them. */
@@ -507,10 +542,11 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 
 	if (j == NULL || (j->arg = path_join(argv)) == NULL) {
 		job_free(j);
-		return fail_answer(ctx, s, "mail");
+		return s != NULL && (s->nr_steps & SMFIP_NR_MAIL) ?
+		       SMFIS_NOREPLY : fail_answer(ctx, s, "mail");
 	}
 	message_clear(s);
-	return post_wait(ctx, s, j, "mail");
+	return post_nowait(ctx, s, j, "mail", SMFIP_NR_MAIL);
 }
 
 static sfsistat

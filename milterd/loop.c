@@ -530,6 +530,10 @@ path_of(struct msess *s, struct gh_pool *p, const char *arg,
 	snprintf(o.text, sizeof(o.text), "%s", why ? why : "Bad address");
 	gh_log(GH_LOG_INFO, "%s %s refused: %s", s->conn->id,
 	       kind == GH_PATH_MAIL ? "sender" : "recipient", o.text);
+	if (kind == GH_PATH_MAIL) {
+		s->mail_refusal = o;
+		s->mail_refused = 1;
+	}
 	(void)j;
 	job_end(s, GH_DENY, &o, NULL);
 	return NULL;
@@ -567,6 +571,7 @@ do_mail(struct msess *s, struct job *j)
 	const char *v;
 
 	txn_reset(s);
+	s->mail_refused = 0;
 	t = gh_txn_new(c);
 	macros_note(t->notes, j);
 	/* {auth_authen}: the MTA authenticated the client (SASL), which
@@ -650,6 +655,15 @@ do_rcpt(struct msess *s, struct job *j)
 	struct gh_call proto;
 	struct gh_path *path;
 
+	if (t == NULL && s->mail_refused) {
+		/* The MTA did not wait for our answer to MAIL
+		 * (SMFIP_NR_MAIL): the sender's refusal lands here. */
+		gh_log(GH_LOG_INFO, "%s recipient refused: %d %s %s (the "
+		       "sender, at MAIL)", s->conn->id, s->mail_refusal.code,
+		       s->mail_refusal.enh, s->mail_refusal.text);
+		job_end(s, GH_DENY, &s->mail_refusal, NULL);
+		return;
+	}
 	if (t == NULL) {
 		/* RCPT without MAIL: the MTA never does this. */
 		struct gh_outcome o;

@@ -158,6 +158,8 @@ struct msess {
 	unsigned nr_hdr : 1;		/* SMFIP_NR_HDR negotiated */
 	unsigned can_skip : 1;		/* SMFIP_SKIP negotiated */
 	unsigned nr_eoh : 1;		/* SMFIP_NR_EOH negotiated */
+	unsigned long nr_steps;		/* SMFIP_NR_CONN/HELO/MAIL
+					   negotiated: nobody to answer */
 	unsigned htoobig : 1;
 	unsigned body_cut : 1;
 	char *hbuf;			/* the header block being collected */
@@ -174,6 +176,9 @@ struct msess {
 	int body_truncated;
 	int hdrs_deferred;		/* data_headers runs at EOM */
 	int hdrs_toobig;
+	int mail_refused;		/* the sender's 501, kept for the
+					   RCPTs when MAIL had no answer */
+	struct gh_outcome mail_refusal;
 	char helo[256];
 };
 

@@ -457,6 +457,8 @@ gh_cap_add(struct gh_call *c, const char *capability)
 
 /* ------------------------------------------------------------------ */
 
+_Static_assert(GH_HOOK_COUNT <= 32, "gh_plugin.idle_hooks holds a bit a hook");
+
 struct gh_runtime *
 gh_runtime_create(struct gh_config *cfg, struct event_base *base,
 		  char *err, size_t errlen)
@@ -483,6 +485,8 @@ gh_runtime_create(struct gh_config *cfg, struct event_base *base,
 		rt->ninit = i + 1;
 		for (e = p->mod->hooks; e != NULL && e->fn != NULL; e++) {
 			h = e->hook;
+			if (p->idle_hooks & GH_HOOK_BIT(h))
+				continue;
 			rt->bound[h] = realloc(rt->bound[h],
 			    (rt->nbound[h] + 1) * sizeof(*rt->bound[h]));
 			if (rt->bound[h] == NULL) {

@@ -70,6 +70,9 @@ scripted = { connect = "DENY:554:5.7.1:go away"; };""",
      ["connect_deny"]),
     ("declared", "",
      """plugins = [ "access", "headers" ];""", ["declared"]),
+    ("noreply", "",
+     """plugins = [ "access" ];
+access = { helo_deny = [ "bad.example" ]; };""", ["noreply"]),
 ]
 
 
@@ -335,6 +338,13 @@ def groups():
                         "log: only SETSYMLIST negotiated")
                 log_has(m, r"DENY at data_headers by headers: 550 5\.6\.0",
                         "log: header refusal at end of message")
+            elif name == "noreply":
+                log_has(m, r"sender refused: ", "log: the sender refused "
+                        "at the unanswered MAIL")
+                log_has(m, r"recipient refused: 501 5\.1\.7 .* \(the "
+                        r"sender, at MAIL\)", "log: its 501 given at RCPT")
+                log_has(m, r"DENY at helo by access: 550 5\.7\.1",
+                        "log: HELO refused by access")
             elif name == "connect":
                 log_has(m, r"DENY at connect by scripted: 554 5\.7\.1 go "
                         r"away", "log: connection refused by plugin")

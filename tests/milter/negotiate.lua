@@ -10,6 +10,10 @@ ok(mt.test_option(c, SMFIP_NOBODY), "no body asked")
 ok(mt.test_option(c, SMFIP_NOEOH), "no end of header asked")
 ok(mt.test_option(c, SMFIP_NODATA), "no DATA asked")
 ok(mt.test_option(c, SMFIP_NOUNKNOWN), "no unknown commands asked")
+-- Nothing to check at connect, HELO or MAIL: no reply to wait for.
+ok(mt.test_option(c, SMFIP_NR_CONN), "no reply to connect asked")
+ok(mt.test_option(c, SMFIP_NR_HELO), "no reply to HELO asked")
+ok(mt.test_option(c, SMFIP_NR_MAIL), "no reply to MAIL asked")
 -- No plugin edits; the trace header needs ADDHDRS and nothing else.
 ok(mt.test_action(c, SMFIF_ADDHDRS), "ADDHDRS asked for (trace header)")
 for _, a in ipairs({ {SMFIF_CHGHDRS, "CHGHDRS"}, {SMFIF_ADDRCPT, "ADDRCPT"},

@@ -44,6 +44,7 @@ struct fake {
 	int shadow;
 	long long timeout;
 	int init_fail;
+	unsigned idle;		/* init sets it as gh_plugin.idle_hooks */
 	/* Observed. */
 	int calls;
 	int cancels;
@@ -144,6 +145,7 @@ fake_init(struct gh_plugin *p, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: init failed", p->name);
 		return -1;
 	}
+	p->idle_hooks = f->idle;
 	return 0;
 }
 
@@ -1699,6 +1701,38 @@ test_runtime_init_fini(void)
 	teardown();
 }
 
+/* Hooks a plugin's init called idle are not bound: the others are, in
+ * order, and a hook nobody is left on is reported absent. */
+static void
+test_runtime_idle_hooks(void)
+{
+	reset_fakes();
+	fk[0].idle = GH_HOOK_BIT(GH_HOOK_MAIL) | GH_HOOK_BIT(GH_HOOK_HELO);
+	fk[1].idle = GH_HOOK_BIT(GH_HOOK_MAIL);
+	if (setup(3) < 0) {
+		T_CHECK(0);
+		teardown();
+		return;
+	}
+	T_EQ_INT(rt->nbound[GH_HOOK_MAIL], 1);
+	T_CHECK(rt->bound[GH_HOOK_MAIL][0].plugin == &cfg->plugins[2]);
+	T_EQ_INT(rt->nbound[GH_HOOK_HELO], 2);
+	T_CHECK(rt->bound[GH_HOOK_HELO][0].plugin == &cfg->plugins[1]);
+	T_CHECK(rt->bound[GH_HOOK_HELO][1].plugin == &cfg->plugins[2]);
+	T_EQ_INT(rt->nbound[GH_HOOK_RCPT], 3);
+	teardown();
+	reset_fakes();
+	fk[0].idle = GH_HOOK_BIT(GH_HOOK_DELIVERED);
+	if (setup(1) < 0) {
+		T_CHECK(0);
+		teardown();
+		return;
+	}
+	T_CHECK(!gh_runtime_has_hook(rt, GH_HOOK_DELIVERED));
+	T_CHECK(gh_runtime_has_hook(rt, GH_HOOK_BOUNCE));
+	teardown();
+}
+
 static void
 test_runtime_init_failure(void)
 {
@@ -1792,6 +1826,7 @@ main(void)
 
 	T_RUN(test_runtime_init_fini);
 	T_RUN(test_runtime_init_failure);
+	T_RUN(test_runtime_idle_hooks);
 
 	return t_done("test_chain");
 }

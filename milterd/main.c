@@ -128,6 +128,7 @@ usage(void)
 	    "  -t         check the configuration and exit (0 good, 2 bad)\n"
 	    "  -l         list the plugins\n"
 	    "  -h plugin  print a plugin's documentation and directives\n"
+	    "             (a .so from the plugin_dir of -c's file)\n"
 	    "             (-h milterd: the milterd group's directives)\n"
 	    "  -V         print the version\n", GH_SYSCONFDIR);
 	exit(2);
@@ -452,13 +453,13 @@ int
 main(int argc, char **argv)
 {
 	const char *path = GH_SYSCONFDIR "/milterd.conf", *help = NULL;
-	int ch, test = 0, list = 0, rc, config_error;
+	int ch, test = 0, list = 0, rc, config_error, path_given = 0;
 	struct gen *g;
 	char err[1024];
 
 	while ((ch = getopt(argc, argv, "c:th:lV")) != -1) {
 		switch (ch) {
-		case 'c': path = optarg; break;
+		case 'c': path = optarg; path_given = 1; break;
 		case 't': test = 1; break;
 		case 'h': help = optarg; break;
 		case 'l': list = 1; break;
@@ -481,12 +482,8 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (help != NULL) {
-		if (gh_module_print_help(stdout, help, GH_PLUGIN_DIR) != 0) {
-			fprintf(stderr, "milterd: no plugin called \"%s\" "
-				"(milterd -l lists them)\n", help);
-			return 2;
-		}
-		return 0;
+		return gh_module_help_command("milterd", help,
+					      path_given ? path : NULL);
 	}
 	if (test) {
 		/* One runtime proves every plugin initialises. */

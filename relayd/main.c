@@ -183,6 +183,7 @@ usage(void)
 	    "  -t         check the configuration and exit (0 good, 2 bad)\n"
 	    "  -l         list the plugins\n"
 	    "  -h plugin  print a plugin's documentation and directives\n"
+	    "             (a .so from the plugin_dir of -c's file)\n"
 	    "  -p name    write a skeleton plugin called name to stdout\n"
 	    "  -R         print the table of verdicts and wire replies\n"
 	    "  -V         print the version\n", GH_SYSCONFDIR);
@@ -1174,11 +1175,12 @@ main(int argc, char **argv)
 	const char *path = GH_SYSCONFDIR "/relayd.conf", *help = NULL;
 	const char *skel = NULL;
 	int ch, test = 0, daemonize = 0, list = 0, queue = 0, rc;
+	int path_given = 0;
 	char err[1024], abspath[PATH_MAX];
 
 	while ((ch = getopt(argc, argv, "c:dth:lp:qRV")) != -1) {
 		switch (ch) {
-		case 'c': path = optarg; break;
+		case 'c': path = optarg; path_given = 1; break;
 		case 'd': daemonize = 1; break;
 		case 't': test = 1; break;
 		case 'h': help = optarg; break;
@@ -1203,12 +1205,8 @@ main(int argc, char **argv)
 	if (help != NULL) {
 		if (print_group_help(help) == 0)
 			return 0;
-		if (gh_module_print_help(stdout, help, GH_PLUGIN_DIR) != 0) {
-			fprintf(stderr, "relayd: no plugin called \"%s\" "
-				"(relayd -l lists them)\n", help);
-			return 2;
-		}
-		return 0;
+		return gh_module_help_command("relayd", help,
+					      path_given ? path : NULL);
 	}
 	if (queue) {
 		if (config_load(path, &m.cur, err, sizeof(err)) != 0) {

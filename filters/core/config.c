@@ -900,6 +900,37 @@ config_build(struct gh_config *cfg, config_t *cf, struct gh_section *sections,
 	return 0;
 }
 
+/*
+ * Only the plugin_dir a file names, for `-c FILE -h NAME`: the manual of
+ * a .so plugin is found where the file says relayd will load it from,
+ * without the rest of the file having to be valid.
+ */
+int
+gh_config_plugin_dir(const char *path, char *dir, size_t dirlen, char *err,
+    size_t errlen)
+{
+	struct gh_config cfg;
+	config_t cf;
+	int rc;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.pool = gh_pool_create();
+	config_init(&cf);
+	rc = file_read(&cf, cfg.pool, path, err, errlen);
+	if (rc == 0)
+		rc = plugin_dir_read(&cfg, config_root_setting(&cf), path, err,
+		    errlen);
+	if (rc == 0 && snprintf(dir, dirlen, "%s", cfg.plugin_dir) >=
+	    (int)dirlen) {
+		err_plain(err, errlen, "%s: plugin_dir: longer than %zu "
+		    "characters", path, dirlen - 1);
+		rc = -1;
+	}
+	config_destroy(&cf);
+	gh_pool_destroy(cfg.pool);
+	return rc;
+}
+
 struct gh_config *
 gh_config_load(const char *path, struct gh_section *sections,
     const char *const *ignore, char *err, size_t errlen)

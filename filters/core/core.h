@@ -47,6 +47,10 @@ struct gh_config *gh_config_load(const char *path, struct gh_section *sections,
 				 const char *const *ignore,
 				 char *err, size_t errlen);
 void gh_config_free(struct gh_config *cfg);
+/* The plugin_dir the file at path sets (else the compiled-in one) into
+ * dir; reads nothing else.  0, or -1 with err as gh_config_load's. */
+int gh_config_plugin_dir(const char *path, char *dir, size_t dirlen,
+			 char *err, size_t errlen);
 
 /* Fill conf with the defaults of a directive table, then with the values
  * of group (which may be NULL).  Unknown keys, wrong types and values out
@@ -69,6 +73,10 @@ const struct gh_module *gh_module_find(const char *name, const char *plugin_dir,
 				       char *err, size_t errlen);
 /* `-h NAME`: the manual, then the directives with their defaults. */
 int gh_module_print_help(FILE *fp, const char *name, const char *plugin_dir);
+/* What `PROG [-c conf] -h NAME` does: the manual on stdout and 0, or one
+ * line on stderr and 2. */
+int gh_module_help_command(const char *prog, const char *name,
+			   const char *conf);
 void gh_module_print_list(FILE *fp);
 
 /* ------------------------------------------------------------------ */

@@ -113,6 +113,28 @@ gh_module_print_list(FILE *fp)
 			gh_builtin_modules[i]->description);
 }
 
+/* `-h NAME` for both hosts: a plugin is looked for in the plugin_dir of
+ * the file given with -c (conf, or NULL: the compiled-in directory). */
+int
+gh_module_help_command(const char *prog, const char *name, const char *conf)
+{
+	char dir[PATH_MAX], err[1024];
+
+	snprintf(dir, sizeof(dir), "%s", GH_PLUGIN_DIR);
+	if (conf != NULL && gh_config_plugin_dir(conf, dir, sizeof(dir), err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 2;
+	}
+	if (gh_module_print_help(stdout, name, dir) != 0) {
+		fprintf(stderr, "%s: no plugin called \"%s\" (%s -l lists "
+			"them; %s.so is looked for in %s)\n", prog, name, prog,
+			name, dir);
+		return 2;
+	}
+	return 0;
+}
+
 int
 gh_module_print_help(FILE *fp, const char *name, const char *plugin_dir)
 {

@@ -80,6 +80,31 @@ R.check("-h unknown exits 2", rc == 2, str(rc))
 R.check("-h unknown says so", 'no plugin called "no_such_plugin"' in err
         and out == "", repr(err))
 
+# -h NAME looks for NAME.so in the plugin_dir of the file given with -c
+# (the test plugins are not in the compiled-in directory).
+pdir = os.path.join(gh.BUILDDIR, "tests", "plugins")
+pconf = write("plugin_dir.conf",
+              'plugin_dir = "%s";\nplugins = [ ];\n' % pdir)
+rc, out, err = run("-c", pconf, "-h", "probe")
+R.check("-c FILE -h probe exits 0 (probe.so in FILE's plugin_dir)",
+        rc == 0, err)
+R.check("-c FILE -h probe prints probe's manual",
+        out.startswith("probe - ") and "DIRECTIVES" in out, out[:200])
+rc, out, err = run("-h", "probe")
+R.check("-h probe without -c: not found, naming where it looked",
+        rc == 2 and 'no plugin called "probe"' in err and pdir not in err,
+        err)
+bad = write("plugin_dir_bad.conf", "plugins = [ ];\nplugin_dir = 5;\n")
+rc, out, err = run("-c", bad, "-h", "probe")
+R.check("-c FILE -h with a bad plugin_dir: exit 2, FILE:2 and why",
+        rc == 2 and err.startswith("relayd: %s:2: plugin_dir: " % bad),
+        err)
+p = subprocess.run([os.path.join(gh.BUILDDIR, "milterd", "milterd"), "-c",
+                    pconf, "-h", "probe"], capture_output=True, text=True,
+                   timeout=30)
+R.check("milterd -c FILE -h probe finds it the same way",
+        p.returncode == 0 and p.stdout.startswith("probe - "), p.stderr)
+
 # Usage errors.
 for args in (["-x"], ["-c"], ["stray"], ["-t", "-c", "a", "b"]):
     rc, out, err = run(*args)

@@ -172,8 +172,9 @@ for name, desc in plugins:
 
 rc, out, err = run("-h", "no_such_plugin")
 R.check("-h unknown plugin exits 2", rc == 2, str(rc))
-R.check("-h unknown plugin says so",
-        err == 'relayd: no plugin called "no_such_plugin" '
-        '(relayd -l lists them)\n', repr(err))
+R.check("-h unknown plugin says so, and where it looked",
+        re.fullmatch(r'relayd: no plugin called "no_such_plugin" '
+                     r'\(relayd -l lists them; no_such_plugin\.so is '
+                     r'looked for in /\S+\)\n', err) is not None, repr(err))
 
 sys.exit(R.done())

@@ -1205,6 +1205,30 @@ smtpc_pool_new(struct event_base *base, const struct smtpc_dest *dest,
 	return p;
 }
 
+/*
+ * An idle connection closed with its pool (relayd stopping, a reload
+ * retiring the plugin) says QUIT first, so the hop logs an orderly end
+ * rather than a lost connection.  Best effort: one non-blocking write,
+ * straight to the socket (or through TLS, whose record goes out the same
+ * way), and no wait for the 221, as the loop may not run again.
+ */
+static void
+conn_quit_now(struct smtpc_conn *c)
+{
+	if (c->state != C_READY)
+		return;
+	gh_log(GH_LOG_PROTO, "smtpc %s > QUIT", c->pool->name);
+	if (!c->tls_layer) {
+		(void)send(bufferevent_getfd(c->bev), "QUIT\r\n", 6,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	} else if (c->tls) {
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+		if (ssl != NULL && SSL_write(ssl, "QUIT\r\n", 6) <= 0)
+			ERR_clear_error();
+	}
+}
+
 void
 smtpc_pool_free(struct smtpc_pool *p)
 {
@@ -1212,8 +1236,10 @@ smtpc_pool_free(struct smtpc_pool *p)
 
 	if (p == NULL)
 		return;
-	while ((c = TAILQ_FIRST(&p->idle)) != NULL)
+	while ((c = TAILQ_FIRST(&p->idle)) != NULL) {
+		conn_quit_now(c);
 		conn_destroy(c, 0);
+	}
 	SSL_CTX_free(p->ssl_ctx);
 	free(p);
 }

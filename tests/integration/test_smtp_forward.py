@@ -522,4 +522,22 @@ finally:
     stop(p)
     shutil.rmtree(dump, ignore_errors=True)
 
+# relayd stopping with a connection idle in the pool says QUIT on it
+# before it closes (the hop logs an orderly end, not a lost connection).
+sink = smtpsink.Sink()
+r = relayd(sink.port)
+try:
+    rr, final = send_raw(r.port, "a@x.test", ["b@y.test"], MSG)
+    R.check("stop: a message through the pool", final[0] == 250,
+            repr(final))
+    R.check("stop: no QUIT while relayd runs",
+            not any(l.upper() == "QUIT" for _, l in sink.commands))
+finally:
+    r.stop()
+gh.wait(lambda: any(l.upper() == "QUIT" for _, l in sink.commands), 5)
+R.check("stop: the idle pooled connection got QUIT",
+        [n for n, l in sink.commands if l.upper() == "QUIT"] == [1],
+        repr(sink.commands[-3:]))
+sink.stop()
+
 sys.exit(R.done())

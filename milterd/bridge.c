@@ -316,7 +316,16 @@ post_wait(SMFICTX *ctx, struct msess *s, struct job *j, const char *stage)
 	return r;
 }
 
-/* The same at a stage the MTA does not wait on (nr, an SMFIP_NR_* flag
+/* fail_answer, unless the MTA waits for no answer at this stage (nr). */
+static sfsistat
+stage_fail(SMFICTX *ctx, struct msess *s, const char *stage, unsigned long nr)
+{
+	if (s != NULL && (s->nr_steps & nr))
+		return SMFIS_NOREPLY;
+	return fail_answer(ctx, s, stage);
+}
+
+/* post_wait at a stage the MTA does not wait on (nr, an SMFIP_NR_* flag
  * negotiated): no plugin hooks it, so there is no verdict to lose, and
  * libmilter must send nothing. */
 static sfsistat
@@ -485,8 +494,7 @@ cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
 	size_t salen = 0;
 
 	if (j == NULL)
-		return s != NULL && (s->nr_steps & SMFIP_NR_CONN) ?
-		       SMFIS_NOREPLY : fail_answer(ctx, s, "connect");
+		return stage_fail(ctx, s, "connect", SMFIP_NR_CONN);
 	j->arg = strdup(host != NULL ? host : "");
 	if (sa != NULL && sa->sa_family == AF_INET)
 		salen = sizeof(struct sockaddr_in);
@@ -506,8 +514,7 @@ cb_helo(SMFICTX *ctx, char *name)
 	struct job *j = job_begin(ctx, s, JOB_HELO, helo_macros);
 
 	if (j == NULL)
-		return s != NULL && (s->nr_steps & SMFIP_NR_HELO) ?
-		       SMFIS_NOREPLY : fail_answer(ctx, s, "helo");
+		return stage_fail(ctx, s, "helo", SMFIP_NR_HELO);
 	j->arg = strdup(name != NULL ? name : "");
 	return post_nowait(ctx, s, j, "helo", SMFIP_NR_HELO);
 }
@@ -542,8 +549,7 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 
 	if (j == NULL || (j->arg = path_join(argv)) == NULL) {
 		job_free(j);
-		return s != NULL && (s->nr_steps & SMFIP_NR_MAIL) ?
-		       SMFIS_NOREPLY : fail_answer(ctx, s, "mail");
+		return stage_fail(ctx, s, "mail", SMFIP_NR_MAIL);
 	}
 	message_clear(s);
 	return post_nowait(ctx, s, j, "mail", SMFIP_NR_MAIL);

@@ -19,7 +19,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <ctype.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -69,6 +71,7 @@ const struct gh_directive gh_plugin_common_directives[] = {
 struct why {
 	char text[256];
 	const config_setting_t *at;
+	const char *file;	/* the main file, for reading a value back */
 };
 
 static void why_set(struct why *, const config_setting_t *, const char *, ...)
@@ -242,15 +245,81 @@ set_bool(const struct gh_directive *d, void *conf, const config_setting_t *s,
 	return 0;
 }
 
+/*
+ * libconfig 1.5 reads an integer without an L suffix into 32 bits and
+ * keeps whatever is left: 4294967297 arrives as 1.  So the literal of a
+ * 32-bit setting is read back from its line ("name = value" or "name:
+ * value") and parsed here; *v gets its true value (saturated) and text
+ * the literal.  Returns 1 when the text says more than libconfig kept, 0
+ * when it agrees or cannot be found (the setting is then taken as
+ * libconfig read it).
+ */
+static int
+int_wrapped(const config_setting_t *s, const char *file, long long *v,
+    char *text, size_t textlen)
+{
+	const char *name = config_setting_name(s), *p;
+	char path[1024], buf[4096], *end;
+	unsigned line = config_setting_source_line(s), n = 0;
+	size_t len;
+	FILE *fp;
+	long long x;
+
+	if (name == NULL || line == 0 || (fp = fopen(source_name(s->config,
+	    config_setting_source_file(s), file, path, sizeof(path)), "r")) ==
+	    NULL)
+		return 0;
+	while (n < line && fgets(buf, sizeof(buf), fp) != NULL)
+		n++;
+	fclose(fp);
+	if (n != line)
+		return 0;
+	len = strlen(name);
+	for (p = strstr(buf, name); p != NULL; p = strstr(p + 1, name)) {
+		if (p > buf && (isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
+		    p[-1] == '-' || p[-1] == '*'))
+			continue;
+		p += len;
+		p += strspn(p, " \t");
+		if (*p != '=' && *p != ':')
+			continue;
+		p++;
+		p += strspn(p, " \t");
+		errno = 0;
+		x = strtoll(p, &end, 0);
+		if (end == p || *end == 'L' || *end == 'l' || *end == '.' ||
+		    *end == 'e' || *end == 'E')
+			return 0;
+		if (errno == ERANGE || x != (long long)config_setting_get_int(s)) {
+			*v = x;
+			snprintf(text, textlen, "%.*s", (int)(end - p), p);
+			return 1;
+		}
+		return 0;
+	}
+	return 0;
+}
+
 static int
 set_int(const struct gh_directive *d, void *conf, const config_setting_t *s,
     struct why *w)
 {
 	long long v;
+	char text[32];
 
 	if (config_setting_type(s) != CONFIG_TYPE_INT &&
 	    config_setting_type(s) != CONFIG_TYPE_INT64) {
 		why_set(w, s, "expected an integer");
+		return -1;
+	}
+	if (config_setting_type(s) == CONFIG_TYPE_INT && w->file != NULL &&
+	    int_wrapped(s, w->file, &v, text, sizeof(text))) {
+		if (v < d->min || v > d->max)
+			why_set(w, s, "value %s is out of range %lld..%lld",
+			    text, d->min, d->max);
+		else
+			why_set(w, s, "value %s does not fit in 32 bits: "
+			    "write it with an L suffix (%sL)", text, text);
 		return -1;
 	}
 	v = config_setting_get_int64(s);
@@ -400,7 +469,7 @@ dir_default(const struct gh_directive *d, void *conf, struct gh_pool *pool,
 {
 	config_t cf;
 	config_setting_t *s;
-	struct why w;
+	struct why w = { .file = NULL };
 	char *src;
 	size_t n;
 	int rc = -1;
@@ -456,7 +525,7 @@ directives_apply_n(const struct gh_directive *const *tabs, void *const *confs,
 	const struct gh_directive *d, *found;
 	const config_setting_t *s;
 	const char *gname, *key;
-	struct why w;
+	struct why w = { .file = file };
 	void *conf;
 	size_t t;
 	int i, n;
@@ -660,7 +729,7 @@ plugins_read(struct gh_config *cfg, const config_setting_t *root,
 	const config_setting_t *s, *e;
 	struct gh_strlist names;
 	struct gh_plugin *p;
-	struct why w;
+	struct why w = { .file = NULL };
 	char detail[512];
 	size_t i;
 

@@ -152,6 +152,18 @@ broken("wrong type bool",
 broken("out of range",
        '# comment\nrelayd = {\n  max_line_length = 100;\n};\n', 3,
        "relayd.max_line_length: value 100 is out of range 512..65536")
+# libconfig 1.5 keeps the low 32 bits of an integer without an L suffix
+# (4294967297 would arrive as 1): the value as written is what is judged.
+broken("wrapped integer",
+       'relayd = {\n  max_connections = 4294967297;\n};\n', 2,
+       "relayd.max_connections: value 4294967297 is out of range 1..1000000")
+broken("wrapped integer, colon",
+       'relayd = {\n  hostname = "mx.test";\n  max_connections: '
+       '-4294967295;\n};\n', 3,
+       "relayd.max_connections: value -4294967295 is out of range")
+broken("integer past 64 bits",
+       'relayd = {\n  workers = 99999999999999999999;\n};\n', 2,
+       "relayd.workers: value 99999999999999999999 is out of range")
 broken("bad enum",
        'relayd = {\n  bare_line_ends = "ignore";\n};\n', 2,
        'expected one of "normalize", "reject"')

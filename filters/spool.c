@@ -1939,14 +1939,23 @@ getmx_done(void *arg, const struct gh_outcome *o)
 		break;
 	case GH_DENY:
 	case GH_DENYDISCONNECT:
-		leg_fail(d, 550, "5.4.4", "Delivery to %s refused by %s", dom,
-			 by);
+		/* The plugin's reason, when it gave one, is the bounce's. */
+		if (o->text[0] != '\0')
+			leg_fail(d, 550, o->enh[0] ? o->enh : "5.4.4", "%s",
+				 o->text);
+		else
+			leg_fail(d, 550, "5.4.4", "Delivery to %s refused "
+				 "by %s", dom, by);
 		return;
 	case GH_DENYSOFT:
 	case GH_DENYSOFTDISCONNECT:
 	case GH_DISCONNECT:
-		leg_fail(d, 451, "4.4.3", "Routing of %s deferred by %s", dom,
-			 by);
+		if (o->text[0] != '\0')
+			leg_fail(d, 451, o->enh[0] ? o->enh : "4.4.3", "%s",
+				 o->text);
+		else
+			leg_fail(d, 451, "4.4.3", "Routing of %s deferred "
+				 "by %s", dom, by);
 		return;
 	default:
 		break;
@@ -2789,8 +2798,10 @@ static const char spool_doc[] =
 "\n"
 "  get_mx hook         runs first: a plugin may answer OK with the note\n"
 "                      \"get_mx\" = \"HOST[:PORT] ...\" (tried in that\n"
-"                      order), DENY (bounce 5.4.4) or DENYSOFT (retry);\n"
-"                      CONT leaves it to DNS\n"
+"                      order), DENY (bounce 5.4.4) or DENYSOFT (retry,\n"
+"                      4.4.3), with the plugin's own reply text and\n"
+"                      enhanced code, when it gives them, as the\n"
+"                      bounce's reason; CONT leaves it to DNS\n"
 "  MX records          tried by preference (equal ones in random order);\n"
 "                      a host that refuses the connection, does not\n"
 "                      answer or greets with 4xx/5xx is skipped for the\n"

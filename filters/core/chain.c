@@ -107,6 +107,23 @@ enh_valid(const char *e)
 	    e[n] == '\0' && (a == 2 || a == 4 || a == 5);
 }
 
+/* At a hook with no SMTP reply (get_mx), a plugin's own words still
+ * reach whoever reports the verdict, a bounce for one: its text, and its
+ * enhanced code when of the verdict's class.  The code stays 0. */
+static void
+outcome_words(const struct gh_chain *ch, enum gh_verdict v,
+	      struct gh_outcome *o)
+{
+	int class = v == GH_DENY || v == GH_DENYDISCONNECT ? 5 :
+	    gh_verdict_is_reject(v) ? 4 : 2;
+
+	if (ch->renh[0] != '\0' && enh_valid(ch->renh) &&
+	    ch->renh[0] - '0' == class)
+		snprintf(o->enh, sizeof(o->enh), "%s", ch->renh);
+	if (ch->rtext[0] != '\0')
+		snprintf(o->text, sizeof(o->text), "%s", ch->rtext);
+}
+
 /* Fill ch->out from the wire table and the plugin's own reply. */
 static void
 chain_outcome(struct gh_chain *ch, enum gh_verdict v,
@@ -124,8 +141,12 @@ chain_outcome(struct gh_chain *ch, enum gh_verdict v,
 	o->code = w->code;
 	snprintf(o->enh, sizeof(o->enh), "%s", w->enh ? w->enh : "");
 	snprintf(o->text, sizeof(o->text), "%s", w->text ? w->text : "");
-	if (by == NULL || w->code == 0)
+	if (by == NULL)
 		return;
+	if (w->code == 0) {
+		outcome_words(ch, v, o);
+		return;
+	}
 	/* A plugin's code must be of the verdict's class: a 4xx with DENY
 	 * would turn a permanent refusal into a retry loop. */
 	if (ch->rcode >= 200 && ch->rcode <= 599 &&

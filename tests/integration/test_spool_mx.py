@@ -91,8 +91,8 @@ def hook_lines(r, hook):
             if "probe hook %s " % hook in l]
 
 
-def dsn_status(data):
-    """{recipient: Status} of a DSN."""
+def dsn_field(data, field):
+    """{recipient: that field} of a DSN's per-recipient blocks."""
     m = email.message_from_bytes(data, policy=email.policy.compat32)
     out = {}
     for p in m.get_payload() if m.is_multipart() else []:
@@ -100,8 +100,13 @@ def dsn_status(data):
             continue
         for b in p.get_payload()[1:]:
             fr = b.get("Final-Recipient", "").split(";")[-1].strip()
-            out[fr] = b.get("Status", "")
+            out[fr] = b.get(field, "")
     return out
+
+
+def dsn_status(data):
+    """{recipient: Status} of a DSN."""
+    return dsn_field(data, "Status")
 
 
 dm = dnsmasq.Dnsmasq(RECORDS).start()
@@ -113,7 +118,9 @@ hop = smtpsink.Sink()
 spool = gh.tmpdir("gh-spool-mx-")
 PROBE = ('get_mx = [ "routed.test=127.0.0.4:%d", "refused.test=DENY", '
          '"named.test=nowhere.test:1, mx2.example.test:%d", '
-         '"soft.test=DENYSOFT" ];' % (PORT, PORT))
+         '"soft.test=DENYSOFT", '
+         '"texted.test=DENY:5.7.1:texted.test takes no mail from here" ];'
+         % (PORT, PORT))
 r = relayd(dm.server, spool, hop.port, probe=PROBE)
 try:
     # --- 1. relayed: lowest preference; not relayed: the next hop ----------
@@ -138,7 +145,8 @@ try:
     n1, n2, nh = len(mx1.messages), len(mx2.messages), len(hop.messages)
     code, lines = send(r.port, ["d@down.test", "e@amx.test", "f@nullmx.test",
                                 "g@routed.test", "h@busy.test",
-                                "i@nosuch.test", "j@refused.test"],
+                                "i@nosuch.test", "j@refused.test",
+                                "t@texted.test"],
                        sender="s2@x.test")
     R.check("multi-domain message accepted", code == 250, repr(lines))
     R.check("first MX refuses connections: the next MX",
@@ -168,9 +176,19 @@ try:
             st.get("i@nosuch.test") == "5.1.2", repr(st))
     R.check("get_mx DENY bounces 5.4.4",
             st.get("j@refused.test") == "5.4.4", repr(st))
+    R.check("get_mx DENY with a reply: its enhanced code in the bounce",
+            st.get("t@texted.test") == "5.7.1", repr(st))
+    diag = dsn_field(hop.messages[nh]["data"], "Diagnostic-Code") \
+        if len(hop.messages) > nh else {}
+    R.check("get_mx DENY with a reply: its text is the bounce's reason",
+            "texted.test takes no mail from here" in
+            diag.get("t@texted.test", ""), repr(diag))
+    R.check("get_mx DENY without one: who refused it",
+            "refused by probe" in diag.get("j@refused.test", ""),
+            repr(diag))
     R.check("delivered recipients not in the bounce",
             set(st) == {"f@nullmx.test", "i@nosuch.test",
-                        "j@refused.test"}, repr(st))
+                        "j@refused.test", "t@texted.test"}, repr(st))
     R.check("nothing left to retry (no retry for a null MX)",
             gh.wait(lambda: queue_files(spool) == []),
             repr(queue_files(spool)))
@@ -191,7 +209,7 @@ try:
             any("<f@nullmx.test>" in l and ": 556 5.1.10 " in l
                 for l in bl), "\n".join(bl))
     R.check("bounce hook for every bounced recipient, none else",
-            len(bl) == 3, "\n".join(bl))
+            len(bl) == 4, "\n".join(bl))
     gl = [l for l in r.log_text().splitlines() if "probe hook get_mx" in l]
     R.check("get_mx hook saw the domain",
             any("routed.test" in l for l in gl), "\n".join(gl))

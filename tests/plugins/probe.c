@@ -16,7 +16,8 @@
  *
  * For the spool's delivery hooks: `get_mx` entries "domain=ROUTE" answer
  * the get_mx hook for that domain: OK with ROUTE as the "get_mx" note
- * ("host:port ..."), or ROUTE "DENY" / "DENYSOFT" as that verdict; other
+ * ("host:port ..."), or ROUTE "DENY" / "DENYSOFT" as that verdict
+ * ("DENY:ENH:TEXT" with that reply); other
  * domains get CONT.  The deferred, bounce and delivered hooks each log
  * "probe hook HOOK <rcpt> id QUEUE-ID hop HOP: REPLY".
  */
@@ -182,6 +183,21 @@ on_data_post(struct gh_call *c)
 	return GH_CONT;
 }
 
+/* "ENH:TEXT" (after "DENY:"): DENY with that enhanced code and text. */
+static enum gh_verdict
+deny_with(struct gh_call *c, const char *spec)
+{
+	const char *colon = strchr(spec, ':');
+	char enh[16];
+
+	if (colon == NULL || (size_t)(colon - spec) >= sizeof(enh))
+		return GH_DENY;
+	memcpy(enh, spec, (size_t)(colon - spec));
+	enh[colon - spec] = '\0';
+	gh_reply(c, 550, enh, "%s", colon + 1);
+	return GH_DENY;
+}
+
 static enum gh_verdict
 on_get_mx(struct gh_call *c)
 {
@@ -199,6 +215,8 @@ on_get_mx(struct gh_call *c)
 			return GH_DENY;
 		if (strcmp(e + n + 1, "DENYSOFT") == 0)
 			return GH_DENYSOFT;
+		if (strncmp(e + n + 1, "DENY:", 5) == 0)
+			return deny_with(c, e + n + 6);
 		gh_note_set(c->txn->notes, "get_mx", e + n + 1);
 		return GH_OK;
 	}

@@ -775,6 +775,47 @@ test_reply_ok_custom(void)
 	teardown();
 }
 
+/* A hook with no SMTP reply (get_mx): no code, but the plugin's text and
+ * its enhanced code, when of the verdict's class, reach the caller (the
+ * spool's bounce). */
+static void
+test_reply_no_wire_hook(void)
+{
+	reset_fakes();
+	fk[0].verdict = GH_DENY;
+	fk[0].code = 550;
+	fk[0].enh = "5.1.2";
+	fk[0].text = "no route to that domain";
+	if (setup(1) < 0) {
+		T_CHECK(0);
+		teardown();
+		return;
+	}
+	run_hook(GH_HOOK_GET_MX);
+	T_EQ_INT(rec.o.verdict, GH_DENY);
+	T_EQ_INT(rec.o.code, 0);
+	T_EQ_STR(rec.o.enh, "5.1.2");
+	T_EQ_STR(rec.o.text, "no route to that domain");
+	teardown();
+
+	reset_fakes();
+	fk[0].verdict = GH_DENYSOFT;
+	fk[0].code = 550;
+	fk[0].enh = "5.1.2";
+	fk[0].text = "routes\r\nreloading";
+	if (setup(1) < 0) {
+		T_CHECK(0);
+		teardown();
+		return;
+	}
+	run_hook(GH_HOOK_GET_MX);
+	T_EQ_INT(rec.o.verdict, GH_DENYSOFT);
+	T_EQ_STR(rec.o.enh, "");
+	T_CHECK(!has_ctl(rec.o.text));
+	T_CHECK(strstr(rec.o.text, "reloading") != NULL);
+	teardown();
+}
+
 /* Table: what the plugin asked for, what goes on the wire. */
 static void
 test_reply_class_rules(void)
@@ -1783,6 +1824,7 @@ main(void)
 
 	T_RUN(test_reply_custom);
 	T_RUN(test_reply_ok_custom);
+	T_RUN(test_reply_no_wire_hook);
 	test_reply_class_rules();
 	T_RUN(test_reply_text_cleaned);
 	T_RUN(test_reply_text_nul);

@@ -14,7 +14,12 @@
  * libmilter would stop on SIGHUP too, so SIGHUP is left unblocked in the
  * main thread only, with a handler: Linux hands a signal sent to the
  * process to its main thread when that thread does not block it, before
- * any thread waiting for it in sigwait(2).  The main thread then reloads:
+ * any thread waiting for it in sigwait(2).  SIGTERM and SIGINT come to the
+ * main thread the same way, only to be passed on: it blocks them and
+ * sends the signal again, now for libmilter's signal thread, and then
+ * connects to its own socket until smfi_main has returned.  libmilter's
+ * listener only looks at its stop flag between polls of five seconds;
+ * the connection ends the poll at once.  The main thread then reloads:
  * it reads and checks the file and starts every plugin of a new
  * generation (as -t does); on any error it keeps the running one and logs
  * the reason with FILE:LINE.  New sessions go to the new generation,
@@ -28,11 +33,14 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <libmilter/mfapi.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "milterd.h"
@@ -112,9 +120,10 @@ static struct gen *gen_cur;
 static struct gen *gen_old;
 static unsigned gen_count;
 
-/* SIGHUP's handler and the milter thread's end wake the main thread. */
+/* The signal handlers and the milter thread's end wake the main thread. */
 static int ctl[2] = { -1, -1 };
 static volatile sig_atomic_t hup;
+static volatile sig_atomic_t term;	/* SIGTERM or SIGINT, to pass on */
 static volatile sig_atomic_t milter_done;
 static int milter_rc;
 
@@ -370,16 +379,91 @@ reload(const char *path)
 }
 
 static void
-on_hup(int sig)
+on_signal(int sig)
 {
 	int saved = errno;
 
-	(void)sig;
-	hup = 1;
+	if (sig == SIGHUP)
+		hup = 1;
+	else
+		term = sig;
 	if (write(ctl[1], "h", 1) < 0) {
 		/* The pipe is full: a wake-up is already there. */
 	}
 	errno = saved;
+}
+
+/* Address of the listening socket for a connect(2) from here: "unix:" and
+ * "local:" paths; "inet:port@host" and "inet6:port@host" with a wildcard
+ * host meaning loopback.  0, or -1 when it cannot be worked out. */
+static int
+listener_addr(const char *spec, struct sockaddr_storage *ss,
+	      socklen_t *len)
+{
+	struct addrinfo hints, *res;
+	const char *at, *path = NULL;
+	char port[16], host[256];
+	int family;
+
+	memset(ss, 0, sizeof(*ss));
+	if (strncmp(spec, "unix:", 5) == 0)
+		path = spec + 5;
+	else if (strncmp(spec, "local:", 6) == 0)
+		path = spec + 6;
+	if (path != NULL) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+
+		if (strlen(path) >= sizeof(sun->sun_path))
+			return -1;
+		sun->sun_family = AF_UNIX;
+		memcpy(sun->sun_path, path, strlen(path) + 1);
+		*len = (socklen_t)sizeof(*sun);
+		return 0;
+	}
+	family = strncmp(spec, "inet6:", 6) == 0 ? AF_INET6 : AF_INET;
+	spec = strchr(spec, ':') + 1;
+	if ((at = strchr(spec, '@')) == NULL ||
+	    (size_t)(at - spec) >= sizeof(port))
+		return -1;
+	memcpy(port, spec, (size_t)(at - spec));
+	port[at - spec] = '\0';
+	snprintf(host, sizeof(host), "%s", at + 1);
+	if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 ||
+	    strcmp(host, "::") == 0 || strcmp(host, "INADDR_ANY") == 0)
+		snprintf(host, sizeof(host), "%s",
+			 family == AF_INET6 ? "::1" : "127.0.0.1");
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if (getaddrinfo(host, port, &hints, &res) != 0)
+		return -1;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+/* One connection to our own listener, closed at once: libmilter accepts
+ * it (a session that ends before its first command) and, told to stop,
+ * leaves its loop. */
+static void
+listener_wake(const struct sockaddr_storage *ss, socklen_t len)
+{
+	struct pollfd pfd;
+	int fd;
+
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (const struct sockaddr *)ss, len) != 0 &&
+	    errno == EINPROGRESS) {
+		pfd.fd = fd;
+		pfd.events = POLLOUT;
+		(void)poll(&pfd, 1, 200);
+	}
+	close(fd);
 }
 
 static void *
@@ -395,29 +479,34 @@ milter_main(void *arg)
 }
 
 /*
- * Run libmilter on its own thread and serve SIGHUP on this one until
- * smfi_main returns.  Returns smfi_main's result.
+ * Run libmilter on its own thread and serve SIGHUP (and pass SIGTERM and
+ * SIGINT on) on this one until smfi_main returns.  Returns smfi_main's
+ * result.
  */
 static int
 serve(const char *path)
 {
+	struct sockaddr_storage ss;
+	socklen_t sslen = 0;
 	struct pollfd pfd;
 	struct sigaction sa;
-	sigset_t block, hupset, old;
+	sigset_t block, old;
 	pthread_t tid;
 	char buf[64];
-	int rc;
+	int rc, stopping = 0, pokes = 60;
 
 	if (pipe2(ctl, O_NONBLOCK | O_CLOEXEC) != 0) {
 		gh_log(GH_LOG_ERR, "pipe: %s", strerror(errno));
 		return MI_FAILURE;
 	}
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_hup;
+	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 	/* The milter thread, and libmilter's threads after it, block all
-	 * three; this thread takes SIGHUP back once it runs. */
+	 * three; this thread takes them back once it runs. */
 	sigemptyset(&block);
 	sigaddset(&block, SIGHUP);
 	sigaddset(&block, SIGTERM);
@@ -428,23 +517,37 @@ serve(const char *path)
 		       strerror(rc));
 		return MI_FAILURE;
 	}
-	sigemptyset(&hupset);
-	sigaddset(&hupset, SIGHUP);
-	pthread_sigmask(SIG_UNBLOCK, &hupset, NULL);
+	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 	pfd.fd = ctl[0];
 	pfd.events = POLLIN;
 	while (!milter_done) {
-		/* A timeout too, should a wake-up ever be lost. */
-		(void)poll(&pfd, 1, 1000);
+		/* A timeout too, should a wake-up ever be lost; while
+		 * stopping, the listener is poked every tenth of a second
+		 * (the first poke may come before libmilter's signal thread
+		 * has raised the stop flag). */
+		(void)poll(&pfd, 1, stopping ? 100 : 1000);
 		while (read(ctl[0], buf, sizeof(buf)) > 0)
 			;
-		if (hup && !milter_done) {
+		if (term && !stopping) {
+			stopping = 1;
+			pthread_sigmask(SIG_BLOCK, &block, NULL);
+			gh_log(GH_LOG_INFO, "%s: stopping",
+			       term == SIGINT ? "SIGINT" : "SIGTERM");
+			kill(getpid(), term);
+			if (listener_addr(gen_cur->conf.socket, &ss, &sslen) != 0)
+				pokes = 0;
+		}
+		if (stopping && !milter_done && pokes > 0) {
+			pokes--;
+			listener_wake(&ss, sslen);
+		}
+		if (hup && !milter_done && !stopping) {
 			hup = 0;
 			reload(path);
 		}
 		gen_reap();
 	}
-	pthread_sigmask(SIG_BLOCK, &hupset, NULL);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
 	pthread_join(tid, NULL);
 	return milter_rc;
 }

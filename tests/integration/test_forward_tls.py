@@ -14,7 +14,8 @@ or a refused STARTTLS: 451 4.7.x and nothing delivered; opportunistic
 against smtp-sink: delivered in clear; plaintext behind the 220 is
 discarded and EHLO is sent again under TLS with the new capabilities
 used; a failed opportunistic handshake is retried in clear; per-route
-tls=; start-up errors; the directives in `relayd -h smtp_forward`.
+tls=; QUIT inside TLS on the idle pooled connection when relayd stops;
+start-up errors; the directives in `relayd -h smtp_forward`.
 """
 import os
 import smtplib
@@ -57,7 +58,8 @@ def tls_hop():
     sink folder."""
     r = gh.Relayd('tls_cert = "%s"; tls_key = "%s";' % (CERT, KEY),
                   'plugins = [ "scripted" ];\n'
-                  'scripted = { sink_dir = "@SINK@"; };\n')
+                  'scripted = { sink_dir = "@SINK@"; };\n',
+                  log_level="protocol")
     with open(r.conf) as f:
         text = f.read()
     text = text.replace('listen = [ "127.0.0.1:%d" ];' % r.port,
@@ -279,8 +281,15 @@ try:
     R.check("large message over TLS arrives whole",
             len(msgs) == 3 and any(m.endswith(big) for m in msgs),
             str([len(m) for m in msgs]))
+    R.check("no QUIT at the hop while the pooled connection is idle",
+            "< QUIT" not in hop.log_text())
 finally:
     r.stop()
+# Stopping, relayd says QUIT on its idle pooled connection, here inside
+# TLS (SSL_write), so the hop sees an orderly end.
+R.check("stop: the idle pooled TLS connection got QUIT",
+        gh.wait(lambda: "< QUIT" in hop.log_text(), 5),
+        [l for l in hop.log_text().splitlines() if " < " in l][-5:])
 
 # rcpt_mode "live": the hop session opens at MAIL, under TLS too.
 r = front(hop.port, 'rcpt_mode = "live"; tls = "required";')

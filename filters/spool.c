@@ -1913,6 +1913,21 @@ hosts_parse(struct dlv *d, const char *spec)
 	}
 }
 
+/* A get_mx DENY (code 550) or DENYSOFT (451) for the current leg: the
+ * plugin's reason, when it gave one, is the bounce's or the deferral's;
+ * else ours names the domain and the plugin. */
+static void
+getmx_refused(struct dlv *d, const struct gh_outcome *o, int code,
+	      const char *enh, const char *dom, const char *by)
+{
+	if (o->text[0] != '\0')
+		leg_fail(d, code, o->enh[0] ? o->enh : enh, "%s", o->text);
+	else
+		leg_fail(d, code, enh, code >= 500 ?
+			 "Delivery to %s refused by %s" :
+			 "Routing of %s deferred by %s", dom, by);
+}
+
 static void
 getmx_done(void *arg, const struct gh_outcome *o)
 {
@@ -1939,23 +1954,12 @@ getmx_done(void *arg, const struct gh_outcome *o)
 		break;
 	case GH_DENY:
 	case GH_DENYDISCONNECT:
-		/* The plugin's reason, when it gave one, is the bounce's. */
-		if (o->text[0] != '\0')
-			leg_fail(d, 550, o->enh[0] ? o->enh : "5.4.4", "%s",
-				 o->text);
-		else
-			leg_fail(d, 550, "5.4.4", "Delivery to %s refused "
-				 "by %s", dom, by);
+		getmx_refused(d, o, 550, "5.4.4", dom, by);
 		return;
 	case GH_DENYSOFT:
 	case GH_DENYSOFTDISCONNECT:
 	case GH_DISCONNECT:
-		if (o->text[0] != '\0')
-			leg_fail(d, 451, o->enh[0] ? o->enh : "4.4.3", "%s",
-				 o->text);
-		else
-			leg_fail(d, 451, "4.4.3", "Routing of %s deferred "
-				 "by %s", dom, by);
+		getmx_refused(d, o, 451, "4.4.3", dom, by);
 		return;
 	default:
 		break;

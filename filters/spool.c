@@ -254,6 +254,11 @@ struct dlv {
 	struct smtpc_pool *pool;	/* of the attempt under way */
 	char hop[80], mta[256];
 	struct smtpc_reply fail;	/* the last host's failure */
+	/* The file could not take the attempt's outcome (disk full): the
+	 * outcome stays here, with the file's lock, and is written again
+	 * later; the old file would deliver to everyone once more. */
+	struct event *save_ev;
+	int keep_bounced;
 };
 
 /* An MX host address's pool, made on first use and kept for the
@@ -995,6 +1000,14 @@ dlv_free(struct dlv *d)
 
 	if (d->x != NULL)
 		smtpc_txn_cancel(d->x);
+	if (d->save_ev != NULL) {
+		event_free(d->save_ev);
+		if (sp->closing)
+			gh_log(GH_LOG_WARN, "spool: %s: stopping with the "
+			       "attempt's outcome unsaved: the next start "
+			       "delivers to all its recipients again",
+			       d->env.id);
+	}
 	gh_dns_cancel(d->dq);
 	gh_chain_cancel(d->ch);
 	free(d->legs);
@@ -1033,23 +1046,59 @@ move_corrupt(struct spool *sp, const char *path, const char *name,
 		       strerror(errno));
 }
 
+static void dlv_conclude(struct dlv *d, int keep_bounced);
+
+static void
+save_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dlv *d = arg;
+
+	(void)fd;
+	(void)what;
+	dlv_conclude(d, d->keep_bounced);
+}
+
+/* The recipients left could not be written (err): keep the delivery,
+ * its lock on the file and what each recipient got, and write them
+ * again after the retry interval.  Freed, the delivery would leave the
+ * old file, due at once and naming every recipient: each scan would
+ * deliver again to those that already have the message. */
+static void
+save_later(struct dlv *d, int err)
+{
+	struct spool *sp = d->sp;
+	struct timeval tv = { retry_delay(sp, d->env.attempts), 0 };
+
+	if (sp->closing || (d->save_ev == NULL &&
+	    (d->save_ev = evtimer_new(sp->p->base, save_retry_cb, d)) == NULL)) {
+		gh_log(GH_LOG_ERR, "spool: %s: cannot save the recipients "
+		       "left: %s (retried from the old file)", d->env.id,
+		       strerror(err));
+		dlv_free(d);
+		return;
+	}
+	gh_log(GH_LOG_ERR, "spool: %s: cannot save the recipients left: %s "
+	       "(kept in memory, saved again in %llds)", d->env.id,
+	       strerror(err), (long long)tv.tv_sec);
+	evtimer_add(d->save_ev, &tv);
+}
+
 static void
 rewrite_done(struct spool *sp, struct job *j)
 {
 	struct dlv *d = j->arg;
+	int err = j->err;
 
 	(void)sp;
 	d->job = NULL;
-	if (j->err != 0) {
-		if (!j->renamed)
-			unlink(j->tmp);
-		gh_log(GH_LOG_ERR, "spool: %s: cannot save the recipients "
-		       "left: %s (retried from the old file)", d->env.id,
-		       strerror(j->err));
-	}
+	if (err != 0 && !j->renamed)
+		unlink(j->tmp);
 	close(j->fd);
 	free(j);
-	dlv_free(d);
+	if (err != 0)
+		save_later(d, err);
+	else
+		dlv_free(d);
 }
 
 /* After the attempt (and its bounce): keep the recipients left, or
@@ -1065,6 +1114,7 @@ dlv_conclude(struct dlv *d, int keep_bounced)
 	int nfd;
 	time_t now = time(NULL);
 
+	d->keep_bounced = keep_bounced;
 	memset(&ne, 0, sizeof(ne));
 	ne = d->env;
 	ne.rcpts = NULL;
@@ -1095,13 +1145,12 @@ dlv_conclude(struct dlv *d, int keep_bounced)
 	path_join(tmp, sizeof(tmp), sp->tdir, name);
 	unlink(tmp);
 	if (i < d->env.nrcpts || spoolq_rewrite(tmp, &ne, d->fd, &nfd) != 0) {
-		gh_log(GH_LOG_ERR, "spool: %s: cannot save the recipients "
-		       "left: %s (retried from the old file)", d->env.id,
-		       strerror(errno));
+		int saved = errno;
+
 		for (i = 0; i < ne.nrcpts; i++)
 			free(ne.rcpts[i]);
 		free(ne.rcpts);
-		dlv_free(d);
+		save_later(d, saved);
 		return;
 	}
 	gh_log(GH_LOG_INFO, "spool: %s deferred for %zu recipients, attempt "
@@ -1113,7 +1162,7 @@ dlv_conclude(struct dlv *d, int keep_bounced)
 	if ((j = job_new(tmp, d->path, nfd, rewrite_done, d)) == NULL) {
 		close(nfd);
 		unlink(tmp);
-		dlv_free(d);
+		save_later(d, ENOMEM);
 		return;
 	}
 	d->job = j;

@@ -9,7 +9,9 @@ the others are delivered; a 4xx recipient is retried; a message from
 the null sender never bounces; a bounce that bounces goes to the
 postmaster once; a torn queue file is moved to corrupt/ at start-up and
 never delivered; expiry after max_lifetime bounces with 4.4.7; disk
-full (a small tmpfs) answers 452 4.3.1, never 250; relayd -q count,
+full (a small tmpfs) answers 452 4.3.1, never 250; an attempt's
+outcome that cannot be written is kept and written later, never
+delivered again to the recipients that have it; relayd -q count,
 list, hold, delete, flush DOMAIN, release; SIGHUP flushes.
 """
 import email
@@ -268,6 +270,51 @@ if os.geteuid() == 0:
             subprocess.call(["umount", spool])
     else:
         R.check("tmpfs mounted (root)", False)
+
+# --- 7b. the outcome of a partial delivery cannot be written ----------------
+# One recipient delivered, one deferred, and the file cannot be rewritten
+# (its tmp folder is gone): the delivered one must not get the message
+# again at each scan from the old file; the outcome is written once the
+# folder is back, and only the deferred recipient is tried again.
+spool = gh.tmpdir("gh-spool-")
+sink = smtpsink.Sink()
+sink.rules["rcpt"] = {"later@y.test": "450 4.2.0 not now"}
+sink.rules["dot_delay"] = 1.0
+r = relayd(spool, sink.port)
+tdir = os.path.join(spool, "tmp")
+try:
+    code, lines = send(r.port, ["ok@y.test", "later@y.test"])
+    R.check("unsaved outcome: accepted", code == 250, repr(lines))
+    # The hop holds its reply to the dot for a second: the folder goes
+    # away while the delivery is under way.
+    os.rename(tdir, tdir + ".away")
+    with open(tdir, "w") as f:
+        f.write("not a folder\n")
+    R.check("unsaved outcome: logged, kept in memory",
+            gh.wait(lambda: "cannot save the recipients left" in
+                    r.log_text() and "kept in memory" in r.log_text(), 8),
+            r.log_text()[-1500:])
+    time.sleep(3.5)     # three scans, and more than the first retry
+    R.check("unsaved outcome: the delivered recipient gets it once",
+            sum("ok@y.test" in m["rcpts"] for m in sink.messages) == 1,
+            repr([m["rcpts"] for m in sink.messages]))
+    os.unlink(tdir)
+    os.rename(tdir + ".away", tdir)
+    sink.rules["rcpt"] = {}
+    R.check("unsaved outcome: saved once the folder is back",
+            gh.wait(lambda: "deferred for 1 recipients" in r.log_text(), 8),
+            r.log_text()[-1500:])
+    R.check("unsaved outcome: then only the deferred recipient is tried",
+            gh.wait(lambda: any(m["rcpts"] == ["later@y.test"]
+                                for m in sink.messages), 8) and
+            sum("ok@y.test" in m["rcpts"] for m in sink.messages) == 1,
+            repr([m["rcpts"] for m in sink.messages]))
+    R.check("unsaved outcome: queue empty at the end",
+            gh.wait(lambda: gh.queue_files(spool) == []),
+            repr(gh.queue_files(spool)))
+finally:
+    r.stop()
+    sink.stop()
 
 # --- 8. relayd -q: count, list, hold, delete, flush DOMAIN, release; SIGHUP
 spool = gh.tmpdir("gh-spool-")

@@ -80,7 +80,11 @@
 #include "spoolq.h"
 
 #define DSN_HEADERS_MAX (64 * 1024)	/* original headers in a bounce */
-#define MAX_ROUNDS 3			/* transactions per attempt */
+/* Transactions per attempt and destination: each one the hop ends at
+ * RCPT settles at least the recipient it refused, so the recipients'
+ * number bounds them; this bounds a hop that refuses none yet still
+ * ends the transaction there. */
+#define MAX_ROUNDS_EXTRA 2
 #define TMP_MIN_AGE 600			/* seconds: see clean_dir */
 #define FRESH_MAX 10000			/* names remembered: see fresh_add */
 #define FREE_MAX 256			/* delivered files kept for reuse */
@@ -1609,8 +1613,16 @@ dlv_done(void *arg, const struct smtpc_result *res)
 	}
 	/* The hop refused some recipients, so nothing was sent (smtpc's
 	 * all-or-nothing rule): send again to those it took. */
-	if (again > 0 && ++d->round < MAX_ROUNDS) {
+	if (again > 0 && (size_t)++d->round < d->env.nrcpts +
+	    MAX_ROUNDS_EXTRA) {
 		dlv_send(d);
+		return;
+	}
+	/* Those the hop took are not refused: the reply in res is another
+	 * recipient's, never theirs to bounce with. */
+	if (again > 0) {
+		leg_fail(d, 451, "4.5.0", "Not sent: %s ended %d transactions "
+			 "at RCPT", d->hop, d->round);
 		return;
 	}
 	leg_fail_reply(d, &res->reply);

@@ -11,7 +11,9 @@ postmaster once; a torn queue file is moved to corrupt/ at start-up and
 never delivered; expiry after max_lifetime bounces with 4.4.7; disk
 full (a small tmpfs) answers 452 4.3.1, never 250; an attempt's
 outcome that cannot be written is kept and written later, never
-delivered again to the recipients that have it; relayd -q count,
+delivered again to the recipients that have it; a hop refusing the first
+recipient of every transaction: each bounces with its own reply;
+relayd -q count,
 list, hold, delete, flush DOMAIN, release; SIGHUP flushes.
 """
 import email
@@ -312,6 +314,33 @@ try:
     R.check("unsaved outcome: queue empty at the end",
             gh.wait(lambda: gh.queue_files(spool) == []),
             repr(gh.queue_files(spool)))
+finally:
+    r.stop()
+    sink.stop()
+
+# --- 7c. a hop that refuses the first recipient of every transaction ------
+# smtpc sends nothing when the hop refuses a recipient (all or nothing),
+# so the spool sends again to those it took: each refused recipient
+# bounces with its own reply, never with another's.
+spool = gh.tmpdir("gh-spool-")
+sink = smtpsink.Sink()
+sink.rules["rcpt_first"] = "550 5.1.1 <%s> refused"
+r = relayd(spool, sink.port)
+rcpts = ["r%d@y.test" % i for i in range(1, 6)]
+try:
+    code, lines = send(r.port, rcpts)
+    R.check("first refused each time: accepted", code == 250, repr(lines))
+    R.check("first refused each time: the bounce arrives",
+            sink.wait_messages(1, 10) and
+            sink.messages[0]["mail"].startswith("MAIL FROM:<>"),
+            repr([m["mail"] for m in sink.messages]))
+    f = dsn_fields(sink.messages[0]["data"]) if sink.messages else None
+    diag = {b.get("Final-Recipient", "").split(";")[-1].strip():
+            b.get("Diagnostic-Code", "") for b in (f[1] if f else [])
+            if b.get("Final-Recipient")}
+    R.check("first refused each time: every recipient bounced with its "
+            "own refusal", sorted(diag) == rcpts and
+            all("<%s> refused" % a in diag[a] for a in rcpts), repr(diag))
 finally:
     r.stop()
     sink.stop()

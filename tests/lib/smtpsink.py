@@ -7,6 +7,8 @@ Rules (Sink.rules, changeable between messages):
   ehlo      reply to EHLO/LHLO, e.g. "502 5.5.1 no" (HELO then works)
   mail      reply to MAIL
   rcpt      {mailbox: reply} for RCPT; others get 250
+  rcpt_first  reply to the first RCPT of each transaction ("%s": its
+            mailbox), whatever rcpt says; not for the null sender
   data      reply to DATA (default 354)
   dot       reply to the final dot (SMTP); default 250 ... queued as Qn
   lmtp      {mailbox: reply} per recipient after the dot (LMTP)
@@ -124,6 +126,7 @@ class Session:
         self.buf = b""
         self.mail = None
         self.rcpts = []
+        self.nrcpt_cmds = 0     # RCPT commands since MAIL
 
     def send(self, line):
         self.c.sendall(line.encode() + b"\r\n")
@@ -173,10 +176,16 @@ class Session:
                 if r.startswith("2"):
                     self.mail = line
                     self.rcpts = []
+                    self.nrcpt_cmds = 0
                 self.send(r)
             elif verb == "RCPT":
                 addr = line[line.find("<") + 1:line.rfind(">")]
                 r = self.rule("rcpt", {}).get(addr, "250 2.1.5 Ok")
+                first = self.rule("rcpt_first", None)
+                if (first is not None and self.nrcpt_cmds == 0 and
+                        "<>" not in (self.mail or "")):
+                    r = first.replace("%s", addr)
+                self.nrcpt_cmds += 1
                 if r.startswith("2"):
                     self.rcpts.append(addr)
                 self.send(r)

@@ -2386,6 +2386,17 @@ scan_file(struct spool *sp, const char *name, time_t now, int any_share)
 		close(fd);
 		return;
 	}
+	/* Every writer names a file after its envelope's id.  A file that
+	 * says otherwise is a reused one (file_reuse) whose new message was
+	 * written, but whose renames a crash undid: the old name came back
+	 * over a message never acknowledged, which its client sends again. */
+	if (strcmp(env.id, name) != 0) {
+		snprintf(why, sizeof(why), "it holds message %s", env.id);
+		spoolq_env_free(&env);
+		move_corrupt(sp, path, name, why);
+		close(fd);
+		return;
+	}
 	/* A worker tries every message not held that was last written
 	 * before it started: new workers start at relayd's start and on
 	 * SIGHUP, which so flushes the queue.  What it wrote itself since

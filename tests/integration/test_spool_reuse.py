@@ -8,7 +8,9 @@ inode) and its queue file is exactly as long as its trailer says, with
 the right CRC-32 (a reused file is truncated), while its delivery is
 under way; relayd stopped then: free/ emptied; a new relayd's start-up
 scan checks every queue file: nothing corrupt, the message delivered
-byte for byte but for Received.
+byte for byte but for Received; a queue file whose envelope names
+another message (a crash undid a reuse's renames) is set aside in
+corrupt/, never delivered.
 """
 import os
 import re
@@ -107,6 +109,30 @@ R.check("nothing corrupt", ls(spool, "corrupt") == [],
 got = [m["data"] for m in sink.messages if m["data"].endswith(SMALL)]
 R.check("byte for byte but for Received", len(got) >= 1 and
         got[-1].startswith(b"Received: "), repr(got[-1:])[:200])
+r.stop()
+
+# What a crash can leave of a reuse: the delivered message's name back in
+# queue/ (the rename to free/ undone), over the new message's octets,
+# whose own rename never happened.  That message was never acknowledged:
+# it is set aside, not delivered.
+r = relayd(spool, gh.free_port())       # no hop there: it stays queued
+code, _ = gh.send_mail(r.port, ["v@y.test"], SMALL)
+R.check("a message for the crash case: 250", code == 250, str(code))
+r.stop()
+q = ls(spool, "queue")
+old_name = "25XCRASHOLDNAME0001"
+if q:
+    os.rename(os.path.join(spool, "queue", q[0]),
+              os.path.join(spool, "queue", old_name))
+n = len(sink.messages)
+r = relayd(spool, sink.port)
+R.check("a file named for another message: moved to corrupt/",
+        wait(lambda: ls(spool, "corrupt") == [old_name]) and
+        "holds message %s" % (q[0] if q else "?") in r.log_text(),
+        "corrupt %r queue %r" % (ls(spool, "corrupt"), ls(spool, "queue")))
+time.sleep(1.5)
+R.check("... and never delivered", len(sink.messages) == n,
+        repr([m["rcpts"] for m in sink.messages[n:]]))
 r.stop()
 sink.stop()
 sys.exit(R.done())

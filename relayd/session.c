@@ -842,7 +842,10 @@ cmd_data(struct session *s, char *arg)
 	run_chain(s, &proto, data_done);
 }
 
-/* Read DATA content from the input; returns 1 when the end was seen. */
+/* Read DATA content from the input; returns 1 when the end was seen or
+ * something was read (the input may hold more than the 16 chains looked
+ * at: a pipelining client may have sent it all, and no read event will
+ * come for it), 0 when nothing could be. */
 static int
 data_input(struct session *s)
 {
@@ -857,7 +860,7 @@ data_input(struct session *s)
 					 content_emit, s, &done);
 	evbuffer_drain(in, consumed);
 	if (!done)
-		return 0;
+		return consumed > 0;
 	s->state = ST_CMD;
 	message_end(s);
 	return 1;
@@ -943,6 +946,10 @@ cmd_bdat(struct session *s, char *arg)
 	s->bdat_left = size;
 	s->bdat_last = last;
 	s->bdat_discard = 0;
+	if (s->loop) {
+		bdat_refuse(s, s->loop_reply);
+		return;
+	}
 	if (!s->helo_ok) {
 		bdat_refuse(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return;
@@ -2085,7 +2092,7 @@ command_dispatch(struct session *s, char *line)
 		return;
 	}
 	if (vlen == 4 && strncasecmp(line, "AUTH", 4) == 0 &&
-	    strchr(line + 5, ' ') != NULL)
+	    line[4] == ' ' && strchr(line + 5, ' ') != NULL)
 		gh_log(GH_LOG_PROTO, "%s < %.*s (initial response)",
 		       s->conn->id, (int)strcspn(line + 5, " ") + 5, line);
 	else {
@@ -2096,7 +2103,10 @@ command_dispatch(struct session *s, char *line)
 	if (*arg == ' ')
 		*arg++ = '\0';
 	c = command_find(line);
-	if (s->loop && (c == NULL || c->proceed != cmd_quit)) {
+	/* BDAT answers the loop reply itself, after reading its chunk: the
+	 * chunk's octets are never commands (RFC 3030 2). */
+	if (s->loop && (c == NULL || (c->proceed != cmd_quit &&
+	    c->proceed != cmd_bdat))) {
 		reply_raw(s, s->loop_reply);
 		return;
 	}

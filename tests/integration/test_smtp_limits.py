@@ -2,12 +2,14 @@
 """relayd's bounds where a transcript is not enough: several workers
 sharing the connection counts, timeouts measured on the clock, data
 timeouts per block, limits reached in the middle of a pipelined group,
-and input far larger than any buffer.  tests/scenarios/limits.scn has
+input far larger than any buffer, and a body waiting in the input
+behind a data hook.  tests/scenarios/limits.scn has
 the reply and log line of each bound; this file checks how they hold
 under load.
 """
 import os
 import select
+import socket
 import sys
 import threading
 import time
@@ -339,6 +341,35 @@ def non_reading_client():
                 "timeout writing to the client" in r.log_text())
 
 
+def data_queued_behind_a_hook():
+    """The whole body, in many small segments, waits in the input while
+    an asynchronous data hook is still running: once the hook answers,
+    all of it is read, though no read event will come for it."""
+    with gh.Relayd("timeout_data = 8;", SINK) as r:
+        c = gh.Client(r.port)
+        greeted(c)
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.cmd("EHLO c.test")
+        c.cmd("XSCRIPT data AGAIN:CONT:1000")
+        c.cmd("MAIL FROM:<a@example.test>")
+        c.cmd("RCPT TO:<b@example.test>")
+        c.send(b"DATA\r\nSubject: t\r\n\r\n")
+        for _ in range(60):
+            c.send(b"x" * 1500 + b"\r\n")
+            time.sleep(0.003)
+        c.send(b".\r\n")
+        code, lines = c.reply()
+        R.check("body behind a pending data hook: 354", code == 354,
+                repr(lines))
+        t = time.time()
+        code, lines = c.reply()
+        R.check("body behind a pending data hook: read whole, 250",
+                code == 250, repr(lines))
+        R.check("body behind a pending data hook: not at the data "
+                "timeout", time.time() - t < 5, "%.1f s" % (time.time() - t))
+        c.close()
+
+
 per_ip_across_workers()
 total_across_workers()
 timeouts()
@@ -346,4 +377,5 @@ pipelined_limits()
 large_inputs()
 early_talker_flood()
 non_reading_client()
+data_queued_behind_a_hook()
 sys.exit(R.done())

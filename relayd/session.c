@@ -573,6 +573,27 @@ parse_path(struct session *s, char *arg, const char *keyword,
 }
 
 /* Check MAIL's ESMTP parameters; reply and return -1 on error. */
+
+/* RFC 3461 4: xtext, "+" and two upper-case hex digits for the octets
+ * that may not stand as they are. */
+static int
+xtext_ok(const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if (*v == '+') {
+			if (!isxdigit((unsigned char)v[1]) ||
+			    !isxdigit((unsigned char)v[2]) ||
+			    islower((unsigned char)v[1]) ||
+			    islower((unsigned char)v[2]))
+				return 0;
+			v += 2;
+		} else if (*v < '!' || *v > '~' || *v == '=') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
 static int
 mail_params_ok(struct session *s, const struct gh_path *path)
 {
@@ -607,11 +628,26 @@ mail_params_ok(struct session *s, const struct gh_path *path)
 				return -1;
 			}
 		} else if (strcmp(p->key, "BODY") == 0) {
+			/* BINARYMIME is not offered: its content would need
+			 * line ends left alone all the way (RFC 3030 3). */
+			if (p->value != NULL &&
+			    strcasecmp(p->value, "BINARYMIME") == 0) {
+				reply(s, 555, "5.5.4", "BODY=BINARYMIME is not "
+				      "supported");
+				return -1;
+			}
 			if (p->value == NULL ||
 			    (strcasecmp(p->value, "7BIT") != 0 &&
-			     strcasecmp(p->value, "8BITMIME") != 0 &&
-			     strcasecmp(p->value, "BINARYMIME") != 0)) {
+			     strcasecmp(p->value, "8BITMIME") != 0)) {
 				reply(s, 501, "5.5.4", "Invalid BODY value");
+				return -1;
+			}
+		} else if (strcmp(p->key, "AUTH") == 0 && auth_offered(s)) {
+			/* RFC 4954 5: part of the AUTH extension.  The
+			 * identity it asserts is not trusted, so it is taken
+			 * as AUTH=<> and not passed on. */
+			if (p->value == NULL || !xtext_ok(p->value)) {
+				reply(s, 501, "5.5.4", "Invalid AUTH value");
 				return -1;
 			}
 		} else if (strcmp(p->key, "SMTPUTF8") == 0) {
@@ -1608,6 +1644,9 @@ auth_bad(struct session *s, enum sasl_result r)
 		auth_abort(s, 501, "5.5.2", text);
 		break;
 	case SASL_REFUSED:
+		/* The 535 ends the exchange (RFC 4954 4): what follows is
+		 * a command again, whatever step LOGIN was at. */
+		s->auth_step = AUTH_NONE;
 		auth_failed(s, 535, "5.7.8", "Authentication credentials "
 			    "invalid");
 		break;

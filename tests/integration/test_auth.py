@@ -3,8 +3,9 @@
 LOGIN, offered only under TLS unless a listener allows plain text, users
 from a file of crypt(3) hashes (SHA-512 and yescrypt), the submission
 role (530 before AUTH), failures limited per client address (delay, then
-421), error replies of the exchange, and passwords kept out of the log.
-Clients: raw sockets, Python's smtplib and swaks.
+421), error replies of the exchange (a refused LOGIN ends it), MAIL's
+AUTH= parameter, and passwords kept out of the log.  Clients: raw
+sockets, Python's smtplib and swaks.
 """
 import os
 import shutil
@@ -102,6 +103,18 @@ def test_plain_and_login(r):
     code, lines = c.cmd("AUTH PLAIN " + plain("alice", PW_ALICE))
     R.check("AUTH after AUTH: 503 5.5.1",
             code == 503 and "5.5.1" in lines[0], lines)
+    # RFC 4954 5: the AUTH parameter of MAIL belongs to the extension;
+    # Exim and sendmail send it after authenticating.
+    code, lines = c.cmd("MAIL FROM:<alice@example.test> AUTH=<>")
+    R.check("MAIL with AUTH=<>: 250", code == 250, lines)
+    c.cmd("RSET")
+    code, lines = c.cmd("MAIL FROM:<alice@example.test> "
+                        "AUTH=alice+40example.test")
+    R.check("MAIL with AUTH=xtext mailbox: 250", code == 250, lines)
+    c.cmd("RSET")
+    code, lines = c.cmd("MAIL FROM:<alice@example.test> AUTH=a=b")
+    R.check("MAIL with AUTH= not xtext: 501 5.5.4",
+            code == 501 and "5.5.4" in lines[0], lines)
     c.cmd("QUIT")
     c.close()
 
@@ -151,6 +164,14 @@ def test_exchange_errors(r):
             code == 501 and "5.7.0" in lines[0], lines)
     code, lines = c.cmd("NOOP")
     R.check("after a cancel: commands again", code == 250, lines)
+    code, lines = c.cmd("AUTH LOGIN")
+    c.cmd(b64("alice"))
+    code, lines = c.cmd("")
+    R.check("LOGIN with an empty password: 535 5.7.8",
+            code == 535 and "5.7.8" in lines[0], lines)
+    code, lines = c.cmd("NOOP")
+    R.check("after a refused LOGIN: commands again (RFC 4954 4)",
+            code == 250, lines)
     code, _ = c.cmd("MAIL FROM:<a@example.test>")
     code, lines = c.cmd("AUTH PLAIN " + plain("alice", PW_ALICE))
     R.check("AUTH in a transaction: 503 5.5.1",

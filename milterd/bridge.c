@@ -334,6 +334,7 @@ post_nowait(SMFICTX *ctx, struct msess *s, struct job *j, const char *stage,
 {
 	if (!(s->nr_steps & nr))
 		return post_wait(ctx, s, j, stage);
+	j->unanswered = 1;
 	loop_run(s->loop, j);
 	/* Still waited for: libmilter must not read the next command
 	 * before this one's chain has fed the session. */

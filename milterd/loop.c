@@ -366,8 +366,10 @@ conn_fill(struct msess *s, const struct job *j)
 /*
  * Every waited-for job ends here: v is the stage's verdict.  If the
  * waiter gave up, the MTA was told fail_action, so the effect follows
- * that instead.  effect() applies the stage's consequence on the loop
- * thread before the waiter may read the result.
+ * that instead; unless the MTA expected no answer at this stage (an
+ * unanswered job), and went on as if told CONTINUE: then v stands.
+ * effect() applies the stage's consequence on the loop thread before
+ * the waiter may read the result.
  */
 static void
 job_end(struct msess *s, enum gh_verdict v, const struct gh_outcome *o,
@@ -380,7 +382,12 @@ job_end(struct msess *s, enum gh_verdict v, const struct gh_outcome *o,
 	s->cur = NULL;
 	s->chain = NULL;
 	alive = job_claim(j);
-	if (!alive) {
+	if (!alive && j->unanswered) {
+		gh_log(GH_LOG_WARN, "%s verdict %s came after the wait; the "
+		       "MTA expected no answer and went on",
+		       s->conn != NULL ? s->conn->id : "-",
+		       gh_verdict_name(v));
+	} else if (!alive) {
 		gh_log(GH_LOG_WARN, "%s verdict %s came after the reply "
 		       "deadline; the MTA got the fail action",
 		       s->conn != NULL ? s->conn->id : "-",
@@ -1088,7 +1095,9 @@ preempt(struct msess *s)
 	gh_chain_cancel(s->chain);
 	s->chain = NULL;
 	memset(&o, 0, sizeof(o));
-	o.verdict = fail_verdict(s->loop->conf);
+	/* Cut short: the MTA got (or will get) the fail action, except at a
+	 * stage where it expects no answer and goes on. */
+	o.verdict = s->cur->unanswered ? GH_CONT : fail_verdict(s->loop->conf);
 	switch (s->cur->kind) {
 	case JOB_MAIL:
 		job_end(s, o.verdict, &o, mail_effect);

@@ -102,6 +102,10 @@ struct job {
 	int flag;			/* EOH: header block over the bound */
 	unsigned noreply : 1;		/* EOH: nobody waits (SMFIP_NR_EOH);
 					   its verdict comes at EOM */
+	unsigned unanswered : 1;	/* waited for, but the MTA expects no
+					   answer (SMFIP_NR_CONN, _HELO,
+					   _MAIL): it goes on as if told
+					   CONTINUE, whatever the wait */
 	struct sockaddr_storage sa;	/* CONNECT */
 	int have_sa;
 	struct macro *macros;

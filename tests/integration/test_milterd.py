@@ -74,6 +74,12 @@ scripted = { connect = "DENY:554:5.7.1:go away"; };""",
     ("noreply", "",
      """plugins = [ "access" ];
 access = { helo_deny = [ "bad.example" ]; };""", ["noreply"]),
+    # One loop, held four seconds by a recipient: run_pair() plays two
+    # sessions at once.
+    ("nrlate", """  threads = 1;
+  reply_timeout = 2;""",
+     """plugins = [ "probe" ];
+probe = { stall_rcpt = [ "stall@example.net:4000" ]; };""", []),
 ]
 
 
@@ -82,8 +88,11 @@ class Milterd:
         self.dir = tempfile.mkdtemp(prefix="gh-milterd-")
         self.port = gh.free_port()
         self.conf = os.path.join(self.dir, "milterd.conf")
+        base = BASE
+        if "threads =" in milterd_extra:    # the group sets its own
+            base = base.replace("  threads = 2;\n", "")
         with open(self.conf, "w") as f:
-            f.write(BASE % {"port": self.port, "milterd": milterd_extra,
+            f.write(base % {"port": self.port, "milterd": milterd_extra,
                             "plugin_dir": gh.PLUGIN_DIR, "body": body,
                             "dns": DNS.server})
         self.log = os.path.join(self.dir, "milterd.log")
@@ -121,6 +130,30 @@ def run_script(m, name):
     R.check("%s.lua ran to the end" % name, p.returncode == 0,
             "\n--- miltertest exited %d:\n%s\n--- milterd log:\n%s"
             % (p.returncode, out, m.log_text()[-3000:]))
+
+
+def run_pair(m, first, second, delay):
+    """Two scripts at once, the second started delay seconds after the
+    first; each is checked as run_script checks one."""
+    def start(name):
+        path = os.path.join(SCRIPTS, name + ".lua")
+        return subprocess.Popen([MILTERTEST, "-s", path,
+                                 "-D", "socket=inet:%d@127.0.0.1" % m.port,
+                                 "-D", "lib=" + os.path.join(SCRIPTS,
+                                                             "lib.lua")],
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+    procs = [(first, start(first))]
+    time.sleep(delay)
+    procs.append((second, start(second)))
+    for name, p in procs:
+        out = p.communicate(timeout=120)[0].decode(errors="replace")
+        for line in out.splitlines():
+            if line.startswith("ok: "):
+                R.check("%s: %s" % (name, line[4:]), True)
+        R.check("%s.lua ran to the end" % name, p.returncode == 0,
+                "\n--- miltertest exited %d:\n%s\n--- milterd log:\n%s"
+                % (p.returncode, out, m.log_text()[-3000:]))
 
 
 def log_has(m, pattern, label):
@@ -324,6 +357,11 @@ def groups():
         try:
             for s in scripts:
                 run_script(m, s)
+            if name == "nrlate":
+                run_pair(m, "nr_late_b", "nr_late_a", 0.6)
+                log_has(m, r"verdict CONT came after the wait; the MTA "
+                        r"expected no answer and went on",
+                        "log: a late unanswered MAIL keeps its verdict")
             if name == "main":
                 log_has(m, r"DENY at rcpt by scripted: 550 5\.1\.1 no such "
                         r"user", "log: a refused recipient names plugin and "

@@ -7,8 +7,11 @@
  * connection, the envelope and the message, so a test can compare the
  * host's view (milterd's macros, relayd's session) with what it sent.
  * `deny_rcpt` refuses recipients at rcpt with 550 5.1.1, and
- * `reject_subject` refuses a message at data_post with `reject_reply`.  In the report
- * a recipient a plugin removed is marked "!".
+ * `reject_subject` refuses a message at data_post with `reject_reply`.
+ * In the report a recipient a plugin removed is marked "!".
+ * `stall_rcpt` entries "mailbox:ms" block the thread at that recipient
+ * for ms, as a plugin doing blocking work would: the host's other work
+ * on that thread waits.
  *
  * Edit specs: "add:Name:value", "insert:IDX:Name:value",
  * "change:Name:NTH:value", "delete:Name:NTH", "rcpt_add:mailbox",
@@ -17,8 +20,7 @@
  * For the spool's delivery hooks: `get_mx` entries "domain=ROUTE" answer
  * the get_mx hook for that domain: OK with ROUTE as the "get_mx" note
  * ("host:port ..."), or ROUTE "DENY" / "DENYSOFT" as that verdict
- * ("DENY:ENH:TEXT" with that reply); other
- * domains get CONT.  The deferred, bounce and delivered hooks each log
+ * ("DENY:ENH:TEXT" with that reply); other domains get CONT.  The deferred, bounce and delivered hooks each log
  * "probe hook HOOK <rcpt> id QUEUE-ID hop HOP: REPLY".
  */
 #include "config.h"
@@ -28,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "filter.h"
 
@@ -39,6 +42,7 @@ struct probe_conf {
 	const char *reject_subject;
 	const char *reject_reply;
 	struct gh_strlist get_mx;
+	struct gh_strlist stall_rcpt;
 };
 
 static const struct gh_directive probe_directives[] = {
@@ -61,8 +65,26 @@ static const struct gh_directive probe_directives[] = {
 	{ "get_mx", GH_DT_STRLIST, offsetof(struct probe_conf, get_mx), "[ ]",
 	  0, 0, NULL, "\"domain=host:port ...\", \"domain=DENY\" or "
 	  "\"domain=DENYSOFT\": get_mx answers" },
+	{ "stall_rcpt", GH_DT_STRLIST, offsetof(struct probe_conf, stall_rcpt),
+	  "[ ]", 0, 0, NULL, "\"mailbox:ms\": at that recipient, block the "
+	  "thread for ms (a plugin that does blocking work)" },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, NULL }
 };
+
+/* stall_rcpt: hold the whole thread, as a plugin doing blocking work
+ * would, so that other sessions' work waits behind it. */
+static void
+stall(const struct probe_conf *cf, const char *mailbox)
+{
+	size_t i, n = strlen(mailbox);
+
+	for (i = 0; i < cf->stall_rcpt.n; i++) {
+		const char *e = cf->stall_rcpt.v[i];
+
+		if (strncasecmp(e, mailbox, n) == 0 && e[n] == ':')
+			usleep((useconds_t)atoi(e + n + 1) * 1000);
+	}
+}
 
 static enum gh_verdict
 on_rcpt(struct gh_call *c)
@@ -70,6 +92,7 @@ on_rcpt(struct gh_call *c)
 	const struct probe_conf *cf = c->plugin->conf;
 	size_t i;
 
+	stall(cf, c->path->addr.mailbox);
 	for (i = 0; i < cf->deny_rcpt.n; i++) {
 		if (strcasecmp(cf->deny_rcpt.v[i],
 			       c->path->addr.mailbox) == 0) {

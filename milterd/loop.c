@@ -1176,7 +1176,7 @@ job_start(struct loop *l, struct job *j)
 void
 loop_post(struct loop *l, struct job *j)
 {
-	int wake;
+	int wake, idx, err = 0;
 
 	j->next = NULL;
 	pthread_mutex_lock(&l->mu);
@@ -1186,11 +1186,17 @@ loop_post(struct loop *l, struct job *j)
 	else
 		l->head = j;
 	l->tail = j;
-	pthread_mutex_unlock(&l->mu);
-	/* One octet per empty-to-busy edge; a full pipe already wakes. */
+	/* One octet per empty-to-busy edge; a full pipe already wakes.
+	 * Written before the unlock: once j is queued, whoever runs it (the
+	 * loop thread, or another session's inline run) may close the last
+	 * session of a retired generation, and the loop, pipe and all, can
+	 * be freed as soon as l->mu is let go. */
 	if (wake && write(l->wake[1], "", 1) < 0 && errno != EAGAIN)
-		gh_log(GH_LOG_ERR, "loop %d: wake: %s", l->idx,
-		       strerror(errno));
+		err = errno;
+	idx = l->idx;
+	pthread_mutex_unlock(&l->mu);
+	if (err != 0)
+		gh_log(GH_LOG_ERR, "loop %d: wake: %s", idx, strerror(err));
 }
 
 /*

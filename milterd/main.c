@@ -124,6 +124,9 @@ static unsigned gen_count;
 static int ctl[2] = { -1, -1 };
 static volatile sig_atomic_t hup;
 static volatile sig_atomic_t term;	/* SIGTERM or SIGINT, to pass on */
+/* The socket libmilter listens on: the first generation's, whatever a
+ * reload's file says since (see reload()). */
+static char listen_spec[512];
 static volatile sig_atomic_t milter_done;
 static int milter_rc;
 
@@ -534,7 +537,7 @@ serve(const char *path)
 			gh_log(GH_LOG_INFO, "%s: stopping",
 			       term == SIGINT ? "SIGINT" : "SIGTERM");
 			kill(getpid(), term);
-			if (listener_addr(gen_cur->conf.socket, &ss, &sslen) != 0)
+			if (listener_addr(listen_spec, &ss, &sslen) != 0)
 				pokes = 0;
 		}
 		if (stopping && !milter_done && pokes > 0) {
@@ -615,6 +618,7 @@ main(int argc, char **argv)
 		gh_log(GH_LOG_ERR, "%s", err);
 		return 1;
 	}
+	snprintf(listen_spec, sizeof(listen_spec), "%s", g->conf.socket);
 	if (gen_start(g) != 0)
 		return 1;
 	gh_log(GH_LOG_INFO, "milterd %s started: %d loop threads, %zu "

@@ -316,6 +316,16 @@ def reload():
                 wait_log(m, r"reload failed.*nosuchplugin"),
                 m.log_text()[-3000:])
         run_script(m, "reload_after")
+        # A new socket waits for the next start; the stop below must
+        # still wake the listener on the socket that is open.
+        with open(m.conf, "w") as f:
+            f.write(BASE % {"port": gh.free_port(), "milterd": "",
+                            "plugin_dir": gh.PLUGIN_DIR,
+                            "body": "plugins = [ ];", "dns": DNS.server})
+        m.proc.send_signal(signal.SIGHUP)
+        R.check("a new socket: reloaded, the change waits for a restart",
+                wait_log(m, r"socket_mode changes take effect at the next "
+                         r"start"), m.log_text()[-2000:])
         t = time.monotonic()
         m.proc.send_signal(signal.SIGTERM)
         try:

@@ -1236,8 +1236,10 @@ dlv_bounce(struct dlv *d)
 	snprintf(ne->id, sizeof(ne->id), "%s", id);
 	snprintf(ne->host, sizeof(ne->host), "%s", d->env.host);
 	ne->arrival = ne->next = (long long)now;
+	/* The report carries the original's headers and goes to its
+	 * sender: the same BODY and SMTPUTF8 (RFC 6152, RFC 6531 3.4). */
 	if ((ne->from = strdup("")) == NULL ||
-	    (ne->params = strdup("")) == NULL ||
+	    (ne->params = strdup(d->env.params)) == NULL ||
 	    (ne->error = strdup("")) == NULL)
 		goto fail;
 	path_join(tmp, sizeof(tmp), sp->tdir, id);

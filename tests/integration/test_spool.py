@@ -12,7 +12,8 @@ never delivered; expiry after max_lifetime bounces with 4.4.7; disk
 full (a small tmpfs) answers 452 4.3.1, never 250; an attempt's
 outcome that cannot be written is kept and written later, never
 delivered again to the recipients that have it; a hop refusing the first
-recipient of every transaction: each bounces with its own reply;
+recipient of every transaction: each bounces with its own reply; the
+bounce of an SMTPUTF8 8-bit message keeps SMTPUTF8 and BODY=8BITMIME;
 relayd -q count,
 list, hold, delete, flush DOMAIN, release; SIGHUP flushes.
 """
@@ -341,6 +342,36 @@ try:
     R.check("first refused each time: every recipient bounced with its "
             "own refusal", sorted(diag) == rcpts and
             all("<%s> refused" % a in diag[a] for a in rcpts), repr(diag))
+finally:
+    r.stop()
+    sink.stop()
+
+# --- 7d. the bounce of an SMTPUTF8, 8-bit message -------------------------
+spool = gh.tmpdir("gh-spool-")
+sink = smtpsink.Sink(smtputf8=True)
+sink.rules["rcpt"] = {"bad@y.test": "550 5.1.1 no such user"}
+r = relayd(spool, sink.port)
+try:
+    c = gh.Client(r.port)
+    c.reply()
+    c.cmd("EHLO c.test")
+    c.send("MAIL FROM:<j\u00f6rg@x.test> SMTPUTF8 BODY=8BITMIME\r\n"
+           .encode())
+    code, lines = c.reply()
+    c.cmd("RCPT TO:<bad@y.test>")
+    c.cmd("DATA")
+    c.send("From: j\u00f6rg@x.test\r\nSubject: gr\u00fc\u00dfe\r\n\r\n"
+           "body\r\n.\r\n".encode())
+    code, lines = c.reply()
+    c.cmd("QUIT")
+    c.close()
+    R.check("SMTPUTF8 message accepted", code == 250, repr(lines))
+    R.check("its bounce goes out with SMTPUTF8 and BODY=8BITMIME",
+            sink.wait_messages(1, 10) and
+            sink.messages[0]["mail"].startswith("MAIL FROM:<>") and
+            "SMTPUTF8" in sink.messages[0]["mail"] and
+            "BODY=8BITMIME" in sink.messages[0]["mail"],
+            repr([m["mail"] for m in sink.messages]))
 finally:
     r.stop()
     sink.stop()

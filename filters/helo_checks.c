@@ -220,8 +220,15 @@ check_ours(struct gh_call *c, const char *helo)
 	if (is_literal(helo)) {
 		/* A client on our own address may use it. */
 		if (literal_addr(helo, a, &fa) != 0 ||
-		    strcmp(c->conn->remote_ip, c->conn->local_ip) == 0 ||
-		    inet_pton(fa, c->conn->local_ip, l) != 1)
+		    strcmp(c->conn->remote_ip, c->conn->local_ip) == 0)
+			return 0;
+		/* [IPv6:::ffff:a.b.c.d] names the IPv4 address a.b.c.d. */
+		if (fa == AF_INET6 && memcmp(a, "\0\0\0\0\0\0\0\0\0\0\377\377",
+		    12) == 0) {
+			memmove(a, a + 12, 4);
+			fa = AF_INET;
+		}
+		if (inet_pton(fa, c->conn->local_ip, l) != 1)
 			return 0;
 		return memcmp(a, l, fa == AF_INET ? 4 : 16) == 0;
 	}

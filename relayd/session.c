@@ -2423,7 +2423,14 @@ addr_fill(struct gh_conn *c, const struct sockaddr *sa, int local)
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const void *)sa;
 
-		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(c->remote_ip));
+		/* An IPv4 client on a dual-stack listener is written as
+		 * IPv4, as Postfix does: plugins match and log it so. */
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ip,
+				  sizeof(c->remote_ip));
+		else
+			inet_ntop(AF_INET6, &s6->sin6_addr, ip,
+				  sizeof(c->remote_ip));
 		*port = ntohs(s6->sin6_port);
 	} else if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const void *)sa;

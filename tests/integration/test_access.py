@@ -121,4 +121,25 @@ try:
         c.close()
 finally:
     dm.stop()
+
+# A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: relayd
+# writes them as IPv4, so a regex made for IPv4 text still matches.
+rr = gh.Relayd(body='plugins = [ "access", "scripted" ];\n'
+               'access = { client_deny = [ "/^127\\\\.0\\\\.0\\\\.9$/" ]; };\n'
+               'scripted = { sink_dir = "@SINK@"; };\n')
+with open(rr.conf) as f:
+    text = f.read()
+with open(rr.conf, "w") as f:
+    f.write(text.replace('"127.0.0.1:%d"' % rr.port,
+                         '"[::ffff:127.0.0.1]:%d"' % rr.port))
+with rr:
+    c = gh.Client(rr.port, source="127.0.0.9")
+    code, lines = c.reply()
+    R.check("dual-stack listener: an IPv4 regex still denies",
+            code == 554, repr(lines))
+    c.close()
+    c = gh.Client(rr.port, source="127.0.0.8")
+    code, lines = c.reply()
+    R.check("dual-stack listener: others greeted", code == 220, repr(lines))
+    c.close()
 sys.exit(R.done())

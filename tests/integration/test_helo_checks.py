@@ -145,6 +145,30 @@ try:
 finally:
     dm.stop()
 
+# Our own address as a literal, in either family's spelling, on an IPv4
+# listener and on a dual-stack one (IPv4 clients as ::ffff:a.b.c.d).
+for listen in ("127.0.0.1", "[::ffff:127.0.0.1]"):
+    rr = gh.Relayd(body='plugins = [ "helo_checks", "scripted" ];\n'
+                   'scripted = { sink_dir = "@SINK@"; };\n')
+    with open(rr.conf) as f:
+        text = f.read()
+    with open(rr.conf, "w") as f:
+        f.write(text.replace('"127.0.0.1:%d"' % rr.port,
+                             '"%s:%d"' % (listen, rr.port)))
+    with rr:
+        for h in ("[127.0.0.1]", "[IPv6:::ffff:127.0.0.1]"):
+            code, line = ehlo(rr.port, h, "127.0.0.9")
+            R.check("listener %s: HELO %s is ours" % (listen, h),
+                    line == "550 5.7.1 HELO %s is our name, not yours" % h,
+                    line)
+        c = gh.Client(rr.port, "127.0.0.9")
+        c.reply()
+        c.cmd("EHLO c.test")
+        c.close()
+        R.check("listener %s: the client logged as 127.0.0.9" % listen,
+                "connect from 127.0.0.9 port" in rr.log_text(),
+                rr.log_text()[-800:])
+
 # A bad pattern stops start-up.
 import subprocess  # noqa: E402
 rr = gh.Relayd(body='plugins = [ "helo_checks" ];\n'

@@ -116,8 +116,10 @@ disposable_rcpt(struct gh_call *c)
 	char *local;
 	long date;
 
-	/* <postmaster> has no domain; a quoted local part ("jane-2026...")
-	 * is taken literally, as the user wrote it. */
+	/* <postmaster> has no domain; a local part that needs its quotes
+	 * ("jane 2026...") is taken literally, as the user wrote it (one
+	 * that does not, "jane-2026...", arrives without them: the parser
+	 * makes it the plain mailbox it is). */
 	if (a->domain == NULL || a->is_quoted ||
 	    (dash = disposable_suffix(a->local, &date)) == NULL)
 		return GH_CONT;
@@ -184,7 +186,8 @@ const struct gh_module gh_module_rcpt_to_disposable = {
 "    user@domain.\n"
 "\n"
 "Only a local part that ends in '-' and eight digits forming a real date\n"
-"counts; anything else (a quoted local part, user-12345678, <postmaster>)\n"
+"counts (quoted or not: \"jane-20261231\"@x is jane-20261231@x); anything\n"
+"else (a local part that needs its quotes, user-12345678, <postmaster>)\n"
 "is left alone.  Put rcpt_to_disposable before host_list and the other\n"
 "rcpt plugins, so that they see the rewritten address.\n"
 "\n"

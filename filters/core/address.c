@@ -380,6 +380,39 @@ parse_domain(struct parser *ps, const char *s, struct gh_addr *a)
 }
 
 /*
+ * A quoted local part that needs no quotes ("bad", "b\ad") is the same
+ * mailbox as the plain one (RFC 5321 4.1.2, RFC 5322 3.4.1), and
+ * becomes it, as Postfix rewrites it: plugins compare mailboxes as text,
+ * and a deny list must not be passed by quoting an address.  One that
+ * needs them ("john doe", "a@b", "") stays as written.
+ */
+static void
+unquote(struct parser *ps, struct gh_addr *a)
+{
+	const char *q = a->local + 1, *last = a->local + strlen(a->local) - 1;
+	char *plain, *o;
+	size_t i, n;
+
+	if ((plain = gh_palloc(ps->pool, (size_t)(last - q) + 1)) == NULL)
+		return;
+	for (o = plain; q < last; q++)
+		*o++ = *q == '\\' ? *++q : *q;
+	*o = '\0';
+	n = (size_t)(o - plain);
+	if (n == 0 || plain[0] == '.' || plain[n - 1] == '.')
+		return;
+	for (i = 0; i < n; i++)
+		if (!((unsigned char)plain[i] >= 0x80 ||
+		      is_atext((unsigned char)plain[i]) ||
+		      (plain[i] == '.' && plain[i + 1] != '.')))
+			return;
+	a->local = plain;
+	a->mailbox = a->domain == NULL ? plain :
+	    gh_psprintf(ps->pool, "%s@%s", plain, a->domain);
+	a->is_quoted = 0;
+}
+
+/*
  * "<" ... ">": fills a and returns the octet after ">".
  */
 static const char *
@@ -453,6 +486,8 @@ parse_addr(struct parser *ps, const char *s, enum gh_path_kind kind,
 		a->mailbox = gh_pstrndup(ps->pool, local, s - local);
 	} else
 		a->mailbox = a->local;
+	if (a->is_quoted)
+		unquote(ps, a);
 	a->utf8 = ps->utf8;
 	return s + 1;
 }

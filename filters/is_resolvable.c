@@ -298,6 +298,15 @@ mx_answer(void *arg, const struct gh_dns_answer *ans)
 		finish_unresolved(ck);
 }
 
+static int
+ascii_only(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 0;
+	return 1;
+}
+
 static enum gh_verdict
 isr_mail(struct gh_call *c)
 {
@@ -311,6 +320,14 @@ isr_mail(struct gh_call *c)
 	}
 	if (from->is_literal) {
 		gh_result(c, GH_SKIP, "address literal");
+		return GH_CONT;
+	}
+	/* U-labels (RFC 6531) are not in the DNS as such: the query would
+	 * need their A-label (xn--) form, which IDNA makes; without it the
+	 * lookup could only say "does not exist", wrongly. */
+	if (!ascii_only(from->domain)) {
+		gh_result(c, GH_SKIP, "internationalised domain %s: not looked "
+			  "up", from->domain);
 		return GH_CONT;
 	}
 	ck = gh_palloc(pool, sizeof(*ck));
@@ -354,7 +371,9 @@ const struct gh_module gh_module_is_resolvable = {
 "    nothing usable found:       (timeout), try again later; or, with\n"
 "                                tempfail = \"skip\", the sender passes\n"
 "\n"
-"The null sender <> and address literals are not checked.  Answers are\n"
+"The null sender <>, address literals and internationalised domains in\n"
+"UTF-8 (RFC 6531 U-labels, which the DNS knows only in their xn-- form)\n"
+"are not checked.  Answers are\n"
 "cached by the core resolver (the `dns` group), so a busy sender domain\n"
 "costs no queries.  Results: pass (the exchange and address found), fail\n"
 "(why), err (the temporary failure), skip.\n"

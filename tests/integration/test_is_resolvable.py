@@ -87,6 +87,16 @@ try:
                 in line, line)
         code, line = mail(r.port, "a@good.test")
         R.check("accepted again (cached)", code == 250, line)
+        # A U-label domain (RFC 6531): its xn-- form is what the DNS
+        # knows, so it is not looked up as written.
+        c = gh.Client(r.port, "127.0.0.2")
+        c.reply()
+        c.cmd("EHLO client.test")
+        c.send("MAIL FROM:<a@b\u00fccher.test> SMTPUTF8\r\n".encode())
+        code, lines = c.reply()
+        c.close()
+        R.check("UTF-8 domain: not refused as missing", code == 250,
+                repr(lines))
         c = gh.Client(r.port, "127.0.0.2")
         c.reply()
         c.cmd("EHLO client.test")

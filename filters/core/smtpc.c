@@ -864,10 +864,14 @@ reply_done(struct smtpc_conn *c)
 	}
 	if ((q = TAILQ_FIRST(&c->pending)) == NULL) {
 		/* Unasked: a 421 before closing, or a refusal in the middle
-		 * of the message (the hop gave up on it). */
+		 * of the message (the hop gave up on it).  An unasked 2xx
+		 * accepts nothing: the final dot was not even sent. */
 		if (c->idle || (c->fail == NULL && c->wait == NULL)) {
 			conn_destroy(c, 1);
 			pool_kick(c->pool);
+		} else if (r.code < 400) {
+			conn_fail(c, 451, "4.5.0", "unexpected reply from the "
+				  "next hop: %d %s", r.code, r.text);
 		} else {
 			conn_lost(c, &r);
 		}
@@ -1673,6 +1677,20 @@ txn_lost(void *arg, const struct smtpc_reply *err)
 	size_t i;
 
 	x->conn = NULL;
+	/* A refusal the hop gave before it closed (a pipelined MAIL or RCPT
+	 * answered 5xx, then the connection dropped, as an Exim "drop" ACL
+	 * does) is the verdict, not the closing: a 550 must not become a
+	 * retry. */
+	if (x->res.stage != SMTPC_ST_DOT && x->mail.code >= 400) {
+		txn_finish(x, SMTPC_ST_MAIL, &x->mail);
+		return;
+	}
+	if (x->res.stage != SMTPC_ST_DOT && x->res.nrefused > 0) {
+		/* Each refused recipient keeps its reply; the others get
+		 * the loss. */
+		txn_finish(x, SMTPC_ST_RCPT, err);
+		return;
+	}
 	if (x->res.stage == SMTPC_ST_DOT) {
 		/* LMTP: recipients without a reply are not delivered. */
 		for (i = 0; i < x->res.nrcpts; i++) {

@@ -302,7 +302,25 @@ try:
     R.check("hop drops mid-DATA -> 451 4.4.2", final[0] == 451 and
             final[1][-1].startswith("451 4.4.2"), repr(final))
     R.check("nothing acknowledged", not sink.messages)
+    # An unasked 250 in the middle of the message accepts nothing: the
+    # final dot was never sent.
+    sink.rules["in_data"] = "reply:250 2.0.0 ok, early"
+    big = b"Subject: big\r\n\r\n" + b"x" * 76 * 20000 + b"\r\n"
+    rr, final = send_raw(r.port, "a@x.test", ["b@y.test"], big)
+    R.check("unasked 250 mid-DATA -> 451 4.5.0, never 250",
+            final[0] == 451 and final[1][-1].startswith("451 4.5.0"),
+            repr(final))
     del sink.rules["in_data"]
+    # A pipelined MAIL refused, then the connection dropped (Exim's
+    # "drop" ACL): the hop's 550 is the verdict, not the closing.
+    sink.rules["mail"] = "550 5.7.1 sender blocked"
+    sink.rules["close_after"] = "MAIL"
+    rr, final = send_raw(r.port, "a@x.test", ["b@y.test"], MSG)
+    R.check("MAIL refused then closed -> the hop's 550",
+            final[0] == 550 and "sender blocked" in final[1][-1],
+            repr(final))
+    del sink.rules["mail"]
+    del sink.rules["close_after"]
     rr, final = send_raw(r.port, "a@x.test", ["b@y.test"], MSG)
     R.check("recovers after faults", final[0] == 250, repr(final))
 finally:

@@ -12,7 +12,10 @@ Rules (Sink.rules, changeable between messages):
   data      reply to DATA (default 354)
   dot       reply to the final dot (SMTP); default 250 ... queued as Qn
   lmtp      {mailbox: reply} per recipient after the dot (LMTP)
-  in_data   "hang": stop reading after DATA's 354; "drop": close then
+  in_data   "hang": stop reading after DATA's 354; "drop": close then;
+            "reply:TEXT": read a little of the message, answer TEXT
+            (unasked) and close
+  close_after  "MAIL": close the connection once MAIL is answered
   dot_delay seconds to wait before answering the final dot
   close_after_dot  close the connection after answering the final dot
 """
@@ -178,6 +181,8 @@ class Session:
                     self.rcpts = []
                     self.nrcpt_cmds = 0
                 self.send(r)
+                if self.rule("close_after", None) == "MAIL":
+                    return
             elif verb == "RCPT":
                 addr = line[line.find("<") + 1:line.rfind(">")]
                 r = self.rule("rcpt", {}).get(addr, "250 2.1.5 Ok")
@@ -203,6 +208,11 @@ class Session:
                     return
                 if mode == "drop":
                     self.c.recv(10)
+                    return
+                if mode is not None and mode.startswith("reply:"):
+                    self.c.recv(16384)
+                    self.send(mode[6:])
+                    time.sleep(0.3)
                     return
                 if not self.data():
                     return

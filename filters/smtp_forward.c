@@ -521,7 +521,8 @@ live_mail_reply(void *arg, struct smtpc_conn *conn, const struct smtpc_reply *r)
 		gh_resume(c, GH_CONT);
 		return;
 	}
-	smtpc_release(conn, 1);
+	/* After a 421 the hop closes: never back to the pool. */
+	smtpc_release(conn, r->code != 421);
 	lv->conn = NULL;
 	lv->lost = *r;
 	gh_resume(c, smtpc_verdict(c, smtpc_pool_name(lv->fwd->def), r, 1));

@@ -1382,10 +1382,16 @@ smtpc_release(struct smtpc_conn *c, int reuse)
 
 	c->fail = NULL;
 	c->fail_arg = NULL;
-	if (!reuse || p->dest.idle_timeout <= 0 || c->state != C_READY ||
-	    c->npending > 0 || c->curlines > 0) {
+	if (!reuse || c->state != C_READY || c->npending > 0 ||
+	    c->curlines > 0) {
 		conn_destroy(c, 1);
 		pool_kick(p);
+		return;
+	}
+	/* No reuse wanted: a session at rest still ends with QUIT (RFC
+	 * 5321 4.1.1.10); the slot frees at the 221. */
+	if (p->dest.idle_timeout <= 0) {
+		conn_quit(c);
 		return;
 	}
 	if ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
@@ -1970,8 +1976,11 @@ smtpc_verdict(struct gh_call *c, const char *hop, const struct smtpc_reply *r,
 		gh_clog(c, GH_LOG_INFO, "%s by next hop %s at %s: %d %s %s",
 			perm ? "refused" : "deferred", hop,
 			gh_hook_name(c->hook), r->code, r->enh, r->text);
-		gh_reply(c, exact ? r->code : perm ? 550 : 451, enh,
-			 "next hop said: %d %s %s", r->code, r->enh, r->text);
+		/* A 421 closes the session that says it (RFC 5321 3.8):
+		 * the hop's session, not this one, which goes on. */
+		gh_reply(c, exact && r->code != 421 ? r->code : perm ? 550 :
+			 451, enh, "next hop said: %d %s %s", r->code, r->enh,
+			 r->text);
 	}
 	gh_result(c, perm ? GH_FAIL : GH_ERR, "%s %d %s", hop, r->code,
 		  r->enh);

@@ -430,6 +430,29 @@ try:
             ["w@y.test"], repr(sink.messages[1:]))
     R.check("live: one hop connection throughout", sink.connections == 1,
             str(sink.connections))
+    # The hop's 421 closes the hop's session, not the client's: the
+    # client hears 451 and goes on (RFC 5321 3.8).
+    sink.rules["rcpt"] = {"down@y.test": "421 4.3.0 hop shutting down"}
+    c = gh.Client(r.port)
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.cmd("MAIL FROM:<a@x.test>")
+    code, lines = c.cmd("RCPT TO:<down@y.test>")
+    R.check("live: hop's 421 at RCPT -> 451 to the client", code == 451 and
+            "421 4.3.0" in lines[-1], repr(lines))
+    code, lines = c.cmd("NOOP")
+    R.check("live: the client's session goes on", code == 250, repr(lines))
+    c.close()
+    sink.rules["mail"] = "421 4.3.0 hop shutting down"
+    c = gh.Client(r.port)
+    c.reply()
+    c.cmd("EHLO client.test")
+    code, lines = c.cmd("MAIL FROM:<a@x.test>")
+    R.check("live: hop's 421 at MAIL -> 451 to the client", code == 451,
+            repr(lines))
+    c.close()
+    del sink.rules["mail"]
+    sink.rules["rcpt"] = {}
 finally:
     r.stop()
     sink.stop()
@@ -539,6 +562,23 @@ finally:
     r.stop()
     stop(p)
     shutil.rmtree(dump, ignore_errors=True)
+
+# idle_timeout = 0 (no reuse): each hop session still ends with QUIT.
+sink = smtpsink.Sink()
+r = relayd(sink.port, "idle_timeout = 0;")
+try:
+    for i in range(2):
+        rr, final = send_raw(r.port, "a@x.test", ["b@y.test"], MSG)
+    R.check("no reuse: delivered over two connections", final[0] == 250 and
+            sink.wait_messages(2) and sink.connections == 2,
+            "%d connections" % sink.connections)
+    R.check("no reuse: each connection ended with QUIT",
+            gh.wait(lambda: sorted(n for n, l in sink.commands
+                                   if l.upper() == "QUIT") == [1, 2], 5),
+            repr(sink.commands))
+finally:
+    r.stop()
+    sink.stop()
 
 # relayd stopping with a connection idle in the pool says QUIT on it
 # before it closes (the hop logs an orderly end, not a lost connection).

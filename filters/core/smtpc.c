@@ -141,6 +141,7 @@ struct smtpc_wait {
 	struct smtpc_conn *conn;	/* being readied for it */
 	unsigned queued : 1;		/* waiting for a free slot */
 	unsigned clear : 1;		/* TLS failed: a new one in clear */
+	struct event *qev;		/* bounds the wait for a slot */
 	smtpc_acquire_fn fn;
 	void *arg;
 	char helo[256];
@@ -325,8 +326,22 @@ wait_finish(struct smtpc_wait *w, struct smtpc_conn *c,
 
 	if (c != NULL)
 		c->wait = NULL;
+	if (w->qev != NULL)
+		event_free(w->qev);
 	free(w);
 	fn(arg, c, err);
+}
+
+/* Out of the queue for a slot, its timer stopped. */
+static void
+wait_dequeue(struct smtpc_wait *w)
+{
+	if (!w->queued)
+		return;
+	TAILQ_REMOVE(&w->pool->waiters, w, entry);
+	w->queued = 0;
+	if (w->qev != NULL)
+		evtimer_del(w->qev);
 }
 
 static void
@@ -336,8 +351,7 @@ pool_kick(struct smtpc_pool *p)
 
 	while ((w = TAILQ_FIRST(&p->waiters)) != NULL &&
 	    (!TAILQ_EMPTY(&p->idle) || p->nopen < p->dest.max_connections)) {
-		TAILQ_REMOVE(&p->waiters, w, entry);
-		w->queued = 0;
+		wait_dequeue(w);
 		pool_serve(w);
 	}
 }
@@ -1150,17 +1164,23 @@ smtpc_dest_timeouts(struct smtpc_dest *d, const struct smtpc_timeouts *t)
 	d->idle_timeout = t->idle;
 }
 
+/*
+ * A deadline over a whole transaction could expire while the reply to
+ * the final dot is awaited: the hop keeps the message, the client hears
+ * 4xx and sends it again, a duplicate (RFC 5321 6.1).  No sum of the
+ * timeouts bounds a transaction (one RCPT at a time to a hop without
+ * PIPELINING, a long message in blocks), so the plugin gets none: each
+ * step has its own timeout, and the wait for a free slot data_timeout.
+ */
 void
 smtpc_plugin_timeout(struct gh_plugin *p, const struct smtpc_timeouts *t)
 {
-	long long need = t->connect + t->command + t->data;
-
-	if (p->timeout == 0 || p->timeout >= need)
-		return;
-	gh_log(GH_LOG_DEBUG, "%s: timeout raised from %llds to %llds "
-	       "(connect_timeout + command_timeout + data_timeout)", p->name,
-	       p->timeout, need);
-	p->timeout = need;
+	(void)t;
+	if (p->timeout != 0)
+		gh_log(GH_LOG_DEBUG, "%s: timeout %llds not applied: the "
+		       "next hop's own timeouts bound each step", p->name,
+		       p->timeout);
+	p->timeout = 0;
 }
 
 struct smtpc_pool *
@@ -1279,6 +1299,28 @@ rset_reply(void *arg, struct smtpc_conn *c, const struct smtpc_reply *r)
 	pool_serve(w);
 }
 
+/* No slot came free within data_timeout: the transaction waits no
+ * longer (there is no deadline over the whole of it, see
+ * smtpc_plugin_timeout). */
+static void
+wait_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpc_wait *w = arg;
+	struct smtpc_reply r;
+
+	(void)fd;
+	(void)what;
+	wait_dequeue(w);
+	memset(&r, 0, sizeof(r));
+	r.code = 451;
+	r.local = 1;
+	snprintf(r.enh, sizeof(r.enh), "4.4.1");
+	text_printf(r.text, sizeof(r.text), "no free connection to next hop "
+		    "%s within %llds", w->pool->name,
+		    w->pool->dest.data_timeout);
+	wait_finish(w, NULL, &r);
+}
+
 static void
 pool_serve(struct smtpc_wait *w)
 {
@@ -1303,6 +1345,13 @@ pool_serve(struct smtpc_wait *w)
 	}
 	w->queued = 1;
 	TAILQ_INSERT_TAIL(&p->waiters, w, entry);
+	if (w->qev == NULL)
+		w->qev = evtimer_new(p->base, wait_expired, w);
+	if (w->qev != NULL) {
+		struct timeval tv = { (time_t)p->dest.data_timeout, 0 };
+
+		evtimer_add(w->qev, &tv);
+	}
 }
 
 struct smtpc_wait *
@@ -1330,8 +1379,9 @@ smtpc_acquire_cancel(struct smtpc_wait *w)
 	if (w == NULL)
 		return;
 	p = w->pool;
-	if (w->queued)
-		TAILQ_REMOVE(&p->waiters, w, entry);
+	wait_dequeue(w);
+	if (w->qev != NULL)
+		event_free(w->qev);
 	if (w->conn != NULL) {
 		/* Half-way through its greeting or RSET: not reusable. */
 		w->conn->wait = NULL;
@@ -1395,8 +1445,7 @@ smtpc_release(struct smtpc_conn *c, int reuse)
 		return;
 	}
 	if ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
-		TAILQ_REMOVE(&p->waiters, w, entry);
-		w->queued = 0;
+		wait_dequeue(w);
 		c->reused = 1;
 		c->wait = w;
 		w->conn = c;

@@ -305,7 +305,9 @@ try:
     # An unasked 250 in the middle of the message accepts nothing: the
     # final dot was never sent.
     sink.rules["in_data"] = "reply:250 2.0.0 ok, early"
-    big = b"Subject: big\r\n\r\n" + b"x" * 76 * 20000 + b"\r\n"
+    # Larger than the socket buffers can hold: the 250 comes while the
+    # message is still going out, never after its dot.
+    big = b"Subject: big\r\n\r\n" + (b"x" * 76 + b"\r\n") * 200000
     rr, final = send_raw(r.port, "a@x.test", ["b@y.test"], big)
     R.check("unasked 250 mid-DATA -> 451 4.5.0, never 250",
             final[0] == 451 and final[1][-1].startswith("451 4.5.0"),
@@ -562,6 +564,60 @@ finally:
     r.stop()
     stop(p)
     shutil.rmtree(dump, ignore_errors=True)
+
+# One connection, a hop slow to answer the final dot, two clients at
+# once: the second waits for the connection longer than the plugin's
+# `timeout`, which must not cut it short once its dot is out (the hop
+# would keep a message the client is told to send again).
+sink = smtpsink.Sink()
+sink.rules["dot_delay"] = 4
+r = relayd(sink.port, "max_connections = 1; connect_timeout = 1; "
+           "command_timeout = 1; data_timeout = 5; timeout = 3;")
+replies = {}
+
+
+def send_one(name):
+    replies[name] = gh.send_mail(r.port, ["b@y.test"], MSG)[0]
+
+
+try:
+    ts = [threading.Thread(target=send_one, args=(n,)) for n in "AB"]
+    for t in ts:
+        t.start()
+        time.sleep(0.05)
+    for t in ts:
+        t.join()
+    R.check("slow hop, one connection: both clients get 250",
+            replies == {"A": 250, "B": 250}, repr(replies))
+    R.check("slow hop, one connection: as many messages at the hop as "
+            "250s", sink.wait_messages(2) and len(sink.messages) == 2,
+            "%d at the hop, replies %r" % (len(sink.messages), replies))
+finally:
+    r.stop()
+    sink.stop()
+
+# No free connection within data_timeout: 451 4.4.1 for the one that
+# waits (the hop holds the only one, slow to answer MAIL).
+sink = smtpsink.Sink()
+sink.rules["mail_delay"] = 2.5
+r = relayd(sink.port, "max_connections = 1; command_timeout = 5; "
+           "data_timeout = 1;")
+try:
+    ts = [threading.Thread(target=send_one, args=(n,)) for n in "CD"]
+    for t in ts:
+        t.start()
+        time.sleep(0.3)
+    for t in ts:
+        t.join()
+    R.check("no free connection within data_timeout: the first 250, "
+            "the waiting one 451", replies["C"] == 250 and
+            replies["D"] == 451, repr(replies))
+    R.check("... and the log says why",
+            "no free connection to next hop" in r.log_text(),
+            r.log_text()[-1500:])
+finally:
+    r.stop()
+    sink.stop()
 
 # idle_timeout = 0 (no reuse): each hop session still ends with QUIT.
 sink = smtpsink.Sink()

@@ -17,6 +17,7 @@ Rules (Sink.rules, changeable between messages):
             (unasked) and close
   close_after  "MAIL": close the connection once MAIL is answered
   dot_delay seconds to wait before answering the final dot
+  mail_delay  seconds to wait before answering MAIL
   close_after_dot  close the connection after answering the final dot
 """
 import os
@@ -176,6 +177,7 @@ class Session:
                 with self.sink.lock:
                     self.sink.pipelined.append(b"DATA\r\n" in self.buf)
                 r = self.rule("mail", "250 2.1.0 Ok")
+                time.sleep(self.rule("mail_delay", 0))
                 if r.startswith("2"):
                     self.mail = line
                     self.rcpts = []

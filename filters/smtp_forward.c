@@ -404,6 +404,7 @@ fwd_queue(struct gh_call *c)
 	struct fwd_live *lv = gh_note_getp(t->notes, NOTE_LIVE);
 	const struct gh_rcpt *first = first_rcpt(t), *r;
 	struct smtpc_pool *pool;
+	struct smtpc_reply why;
 
 	q->call = c;
 	if (first == NULL) {
@@ -420,9 +421,15 @@ fwd_queue(struct gh_call *c)
 		if (same_envelope(lv, t)) {
 			struct smtpc_conn *conn = lv->conn;
 
-			/* The hop holds exactly our envelope: DATA only. */
+			/* The hop holds exactly our envelope: DATA only;
+			 * unless the headers need SMTPUTF8, which its MAIL
+			 * could not know. */
 			lv->conn = NULL;
 			q->hop = smtpc_pool_name(f->def);
+			if (smtpc_utf8_refused(conn, t, NULL, &why)) {
+				smtpc_release(conn, 0);
+				return smtpc_verdict(c, q->hop, &why, 0);
+			}
 			q->x = smtpc_txn_data(conn, t, lv->nrcpts, queue_done,
 					      q);
 			if (q->x == NULL) {
@@ -630,6 +637,7 @@ fwd_rcpt_ok(struct gh_call *c)
 	struct gh_txn *t = c->txn;
 	struct fwd_live *lv;
 	const struct gh_rcpt *first;
+	struct smtpc_reply why;
 
 	if (t == NULL || c->path == NULL)
 		return GH_CONT;
@@ -661,6 +669,8 @@ fwd_rcpt_ok(struct gh_call *c)
 				   lv != NULL && lv->lost.code ? &lv->lost :
 				   &none, 1);
 	}
+	if (smtpc_utf8_refused(lv->conn, t, c->path->addr.mailbox, &why))
+		return smtpc_verdict(c, smtpc_pool_name(f->def), &why, 1);
 	lv->call = c;
 	smtpc_send(lv->conn, cf->to.command, live_rcpt_reply, lv,
 		   "RCPT TO:<%s>", c->path->addr.mailbox);

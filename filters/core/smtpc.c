@@ -1538,21 +1538,31 @@ smtpc_mail_params(const struct smtpc_conn *c, const struct gh_txn *t,
 		len += (size_t)snprintf(buf + len, n - len, " BODY=%s",
 		    strcasecmp(body, "7BIT") == 0 ? "7BIT" : "8BITMIME");
 	if (gh_path_param(f, "SMTPUTF8") != NULL && len < n) {
-		if (c->smtputf8) {
+		if (c->smtputf8)
 			snprintf(buf + len, n - len, " SMTPUTF8");
-		} else if (needs_utf8(t)) {
-			/* RFC 6531 3.2: no SMTPUTF8 at the hop, so a message
-			 * that needs it cannot go there. */
-			memset(why, 0, sizeof(*why));
-			why->code = 550;
-			why->local = 1;
-			snprintf(why->enh, sizeof(why->enh), "5.6.7");
-			snprintf(why->text, sizeof(why->text), "next hop %s "
-			    "does not support SMTPUTF8", c->pool->name);
+		else if (smtpc_utf8_refused(c, t, NULL, why))
 			return -1;
-		}
 	}
 	return 0;
+}
+
+int
+smtpc_utf8_refused(const struct smtpc_conn *c, const struct gh_txn *t,
+		   const char *mailbox, struct smtpc_reply *why)
+{
+	if (c->smtputf8 || t->mail_from == NULL ||
+	    gh_path_param(t->mail_from, "SMTPUTF8") == NULL ||
+	    !(mailbox != NULL ? non_ascii(mailbox) : needs_utf8(t)))
+		return 0;
+	/* RFC 6531 3.2: no SMTPUTF8 at the hop, so what needs it cannot
+	 * go there. */
+	memset(why, 0, sizeof(*why));
+	why->code = 550;
+	why->local = 1;
+	snprintf(why->enh, sizeof(why->enh), "5.6.7");
+	snprintf(why->text, sizeof(why->text), "next hop %s does not support "
+	    "SMTPUTF8", c->pool->name);
+	return 1;
 }
 
 /* ------------------------------------------------------------------ */

@@ -203,6 +203,15 @@ const char *smtpc_tls_info(const struct smtpc_conn *c);
 int smtpc_mail_params(const struct smtpc_conn *c, const struct gh_txn *t,
 		      char *buf, size_t n, struct smtpc_reply *why);
 
+/*
+ * The same check for a session whose MAIL went out before the rest was
+ * known (smtp_forward's live mode): one recipient (mailbox), or, with
+ * mailbox NULL, the whole transaction.  1 with why set (5.6.7) when it
+ * needs SMTPUTF8, which the client asked for and the hop lacks; else 0.
+ */
+int smtpc_utf8_refused(const struct smtpc_conn *c, const struct gh_txn *t,
+		       const char *mailbox, struct smtpc_reply *why);
+
 /* ------------------------------------------------------------------ */
 /* Transactions.                                                       */
 

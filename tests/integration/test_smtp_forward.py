@@ -432,6 +432,29 @@ try:
             ["w@y.test"], repr(sink.messages[1:]))
     R.check("live: one hop connection throughout", sink.connections == 1,
             str(sink.connections))
+    # SMTPUTF8 asked for by the client, not offered by the hop: what
+    # needs it is refused (RFC 6531 3.2), a recipient at RCPT, headers
+    # at the end of the message.
+    c = gh.Client(r.port)
+    c.reply()
+    c.cmd("EHLO client.test")
+    code, lines = c.cmd("MAIL FROM:<a@x.test> SMTPUTF8")
+    c.send("RCPT TO:<j\u00f6rg@y.test>\r\n".encode())
+    code, lines = c.reply()
+    R.check("live: UTF-8 recipient, hop without SMTPUTF8 -> 5.6.7",
+            code // 100 == 5 and "5.6.7" in lines[-1], repr(lines))
+    code, lines = c.cmd("RCPT TO:<ascii@y.test>")
+    R.check("live: an ASCII recipient still 250", code == 250, repr(lines))
+    c.cmd("DATA")
+    c.send("Subject: h\u00e9llo\r\n\r\nbody\r\n.\r\n".encode())
+    code, lines = c.reply()
+    R.check("live: UTF-8 header, hop without SMTPUTF8 -> 550 5.6.7",
+            code == 550 and "5.6.7" in lines[-1], repr(lines))
+    R.check("live: nothing with UTF-8 reached the hop",
+            not any("\u00f6" in l for _, l in sink.commands) and
+            not any(b"h\xc3\xa9llo" in m["data"] for m in sink.messages),
+            repr(sink.commands[-5:]))
+    c.close()
     # The hop's 421 closes the hop's session, not the client's: the
     # client hears 451 and goes on (RFC 5321 3.8).
     sink.rules["rcpt"] = {"down@y.test": "421 4.3.0 hop shutting down"}

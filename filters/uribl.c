@@ -271,6 +271,24 @@ qp_decode(char *s, size_t len)
 	return o;
 }
 
+/* A line longer than the buffer is scanned in pieces, each after the
+ * first starting with the last CARRY octets of the one before: a URL the
+ * cut falls into is then whole in the next piece (a sender chooses where
+ * the cut falls). */
+#define CARRY 512
+
+/* Scan the full buffer and keep its tail for the next piece. */
+static size_t
+scan_piece(struct uscan *us, char *line, size_t ll)
+{
+	char tail[CARRY];
+
+	memcpy(tail, line + ll - CARRY, CARRY);
+	scan_line(us, line, qp_decode(line, ll));
+	memcpy(line, tail, CARRY);
+	return CARRY;
+}
+
 /* Read the message line by line; a line ending in "=" (a quoted-
  * printable soft break) is joined with the next. */
 static void
@@ -289,22 +307,20 @@ scan_message(struct uscan *us)
 	       (n = gh_msg_read(r, buf, sizeof(buf))) > 0) {
 		total += (size_t)n;
 		for (i = 0; i < n; i++) {
-			if (buf[i] != '\n' && ll < sizeof(line) - 1) {
+			if (buf[i] != '\n') {
+				if (ll == sizeof(line))
+					ll = scan_piece(us, line, ll);
 				line[ll++] = buf[i];
 				continue;
 			}
 			while (ll > 0 && line[ll - 1] == '\r')
 				ll--;
-			if (buf[i] == '\n' && ll > 0 && line[ll - 1] == '=' &&
-			    ll < sizeof(line) / 2) {
+			if (ll > 0 && line[ll - 1] == '=') {
 				ll--;	/* soft break: keep going */
 				continue;
 			}
-			ll = qp_decode(line, ll);
-			scan_line(us, line, ll);
+			scan_line(us, line, qp_decode(line, ll));
 			ll = 0;
-			if (buf[i] != '\n')
-				line[ll++] = buf[i];
 		}
 	}
 	if (ll > 0)

@@ -100,6 +100,25 @@ try:
         asked = [q for q in dm.queries() if "one.test.uribl.test" in q]
         R.check("one query per registered domain", len(asked) == 1,
                 repr(asked))
+        # A line longer than the scanner's buffer is read in pieces that
+        # overlap: whatever the padding, the URL is whole in one of them
+        # (a sender picks where the cut falls).
+        for pad in (4060, 4080, 4090, 8150):
+            code, line = send(r.port, "x" * pad +
+                              " http://www.spammer.test/now")
+            R.check("long line, %d octets before the URL: refused" % pad,
+                    code == 550, line)
+        # Quoted-printable soft breaks are joined however long the line.
+        html = "<p>" + "x" * 4050 + ' <a href=3D"http://www.spammer.test/' \
+            'now">buy</a></p>'
+        qp = "\r\n".join(html[i:i + 75] + "=" for i in
+                          range(0, len(html), 75)) + "\r\n"
+        code, last = gh.send_mail(r.port, ["b@example.test"], (
+            "From: <a@sender.test>\r\nSubject: t\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n" + qp)
+            .encode(), "a@sender.test", "127.0.0.2")
+        R.check("URL past 4 KB of soft-broken quoted-printable: refused",
+                code == 550, repr(last))
     finally:
         r.stop()
 

@@ -73,14 +73,21 @@ conn_table_create(size_t slots, size_t nworkers, size_t per_worker)
 	return t;
 }
 
+/* One key an address: an IPv4 client of a dual-stack listener
+ * (::ffff:a.b.c.d) counts as the IPv4 address it is, on every port. */
 static void
 addr_key(const struct sockaddr *sa, unsigned char key[16])
 {
+	const struct in6_addr *a6;
+
 	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET6)
-		memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)
-		       ->sin6_addr, 16);
-	else if (sa->sa_family == AF_INET)
+	if (sa->sa_family == AF_INET6) {
+		a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6))
+			memcpy(key + 12, &a6->s6_addr[12], 4);
+		else
+			memcpy(key, a6, 16);
+	} else if (sa->sa_family == AF_INET)
 		memcpy(key + 12, &((const struct sockaddr_in *)
 		       (const void *)sa)->sin_addr, 4);
 }

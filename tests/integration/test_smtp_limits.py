@@ -341,6 +341,31 @@ def non_reading_client():
                 "timeout writing to the client" in r.log_text())
 
 
+def per_ip_across_families():
+    """An IPv4 client of a dual-stack listener (::ffff:a.b.c.d) is the
+    same address as on an IPv4 listener: one count for both."""
+    r = gh.Relayd("max_connections_per_ip = 1;", SINK)
+    p2 = gh.free_port()
+    with open(r.conf) as f:
+        text = f.read()
+    with open(r.conf, "w") as f:
+        f.write(text.replace('listen = [ "127.0.0.1:%d" ];' % r.port,
+                             'listen = [ "127.0.0.1:%d", '
+                             '"[::ffff:127.0.0.1]:%d" ];' % (r.port, p2)))
+    with r:
+        held = gh.Client(r.port, "127.0.0.22")
+        code, lines = greeted(held)
+        R.check("per-ip, both families: first greeted", code == 220,
+                repr(lines))
+        c = gh.Client(p2, "127.0.0.22")
+        code, lines = greeted(c)
+        R.check("per-ip, both families: the same client on the "
+                "dual-stack port is over the limit", code == 421,
+                repr(lines))
+        c.close()
+        held.close()
+
+
 def data_queued_behind_a_hook():
     """The whole body, in many small segments, waits in the input while
     an asynchronous data hook is still running: once the hook answers,
@@ -371,6 +396,7 @@ def data_queued_behind_a_hook():
 
 
 per_ip_across_workers()
+per_ip_across_families()
 total_across_workers()
 timeouts()
 pipelined_limits()

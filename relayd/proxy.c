@@ -470,15 +470,17 @@ xc_addr(char *v, int *family)
 	return 0;
 }
 
-/* A host name: dot-separated labels of letters, digits and hyphens,
- * 1..63 octets, no hyphen at either end (RFC 1123 section 2.1). */
+/* A host name as Postfix's valid_hostname() takes it: dot-separated
+ * labels of letters, digits, hyphens and underscores, 1..63 octets, no
+ * hyphen at either end (RFC 1123 section 2.1); not digits and dots
+ * alone, which would be an address, not a name. */
 static int
 xc_hostname(const char *v)
 {
 	size_t lab = 0;
 	const char *p;
 
-	if (*v == '\0')
+	if (*v == '\0' || v[strspn(v, "0123456789.")] == '\0')
 		return -1;
 	for (p = v; *p != '\0'; p++) {
 		if (*p == '.') {
@@ -488,7 +490,7 @@ xc_hostname(const char *v)
 			continue;
 		}
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || *p == '-'))
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
 			return -1;
 		if ((lab == 0 && *p == '-') || ++lab > 63)
 			return -1;

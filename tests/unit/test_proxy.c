@@ -303,6 +303,9 @@ static const struct xrow xrows[] = {
 	{ "NAME=[UNAVAILABLE] REVERSE_NAME=[TEMPUNAVAIL]", 0,
 	  "NAME=[U] REVERSE_NAME=[T]" },
 	{ "NAME=[TEMPUNAVAIL]", 0, "NAME=[T]" },
+	/* Postfix's valid_hostname() takes underscores. */
+	{ "NAME=host_1.example.net", 0, "NAME=host_1.example.net" },
+	{ "NAME=1host.example.net", 0, "NAME=1host.example.net" },
 	{ "ADDR=[UNAVAILABLE] PORT=[UNAVAILABLE]", 0, "ADDR=[U] PORT=[U]" },
 	{ "NAME=+5BUNAVAILABLE+5D", 0, "NAME=[U]" },
 	{ "DESTADDR=127.0.0.1 DESTPORT=25 PROTO=smtp", 0,
@@ -337,7 +340,9 @@ static const struct xrow xrows[] = {
 	{ "NAME=bad-.test", -1, NULL },
 	{ "NAME=a..test", -1, NULL },
 	{ "NAME=a.test.", -1, NULL },
-	{ "NAME=a_b.test", -1, NULL },
+	/* Digits and dots alone are an address, not a name (Postfix). */
+	{ "NAME=1.2.3.4", -1, NULL },
+	{ "NAME=12345", -1, NULL },
 	{ "PROTO=LMTP", -1, NULL },
 	{ "FOO=bar", -1, NULL },
 	{ "ADDR", -1, NULL },

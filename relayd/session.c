@@ -2462,6 +2462,22 @@ session_bev(struct session *s, int fd)
 	return bev;
 }
 
+/* A session that never got its socket going: closed and freed, no
+ * reply. */
+static void
+session_abandon(struct session *s)
+{
+	struct server *srv = s->srv;
+
+	close(s->fd);
+	event_free(s->close_ev);
+	gh_pool_destroy(s->scratch);
+	gh_conn_free(s->conn);
+	free(s->line);
+	server_session_closed(srv);
+	free(s);
+}
+
 void
 session_start(struct server *srv, const struct listener *lst, int fd,
 	      const struct sockaddr *sa, socklen_t salen,
@@ -2497,21 +2513,6 @@ session_start(struct server *srv, const struct listener *lst, int fd,
 		addr_fill(s->conn, (struct sockaddr *)&local, 1);
 	s->scratch = gh_pool_create();
 	s->close_ev = event_new(srv->base, -1, 0, close_cb, s);
-	if ((s->bev = session_bev(s, fd)) == NULL) {
-		/* Nothing can be said: TLS was promised on this port. */
-		close(fd);
-		event_free(s->close_ev);
-		gh_pool_destroy(s->scratch);
-		gh_conn_free(s->conn);
-		free(s->line);
-		server_session_closed(srv);
-		free(s);
-		return;
-	}
-	if (s->tls_layer)
-		tls_bev_setup(s);
-	else
-		bev_setup(s);
 	gh_log(via != NULL ? GH_LOG_INFO : GH_LOG_DEBUG, "%s connect from %s "
 	       "port %d%s%s", s->conn->id, s->conn->remote_ip,
 	       s->conn->remote_port, via != NULL ? " via " : "",
@@ -2519,6 +2520,27 @@ session_start(struct server *srv, const struct listener *lst, int fd,
 	s->ticket = conn_table_enter(srv->conns, srv->worker, sa,
 				     cf->max_connections,
 				     cf->max_connections_per_ip);
+	/* Over the limit on an implicit TLS port: a 421 would wait for a
+	 * handshake the client may never finish, holding the socket the
+	 * limit is there to spare.  Closed at once, unread. */
+	if (s->ticket < 0 && lst->tls == LISTEN_TLS_IMPLICIT) {
+		gh_log(GH_LOG_INFO, "%s refused %s: too many connections "
+		       "(TLS port: closed without a reply)", s->conn->id,
+		       s->conn->remote_ip);
+		session_abandon(s);
+		return;
+	}
+	if ((s->bev = session_bev(s, fd)) == NULL) {
+		/* Nothing can be said: TLS was promised on this port. */
+		if (s->ticket >= 0)
+			conn_table_leave(srv->conns, srv->worker, s->ticket);
+		session_abandon(s);
+		return;
+	}
+	if (s->tls_layer)
+		tls_bev_setup(s);
+	else
+		bev_setup(s);
 	if (s->ticket < 0) {
 		gh_log(GH_LOG_INFO, "%s refused %s: too many connections",
 		       s->conn->id, s->conn->remote_ip);

@@ -755,6 +755,33 @@ def test_client_cert():
                 "self-signed certificate" in log, log[-800:])
 
 
+def test_implicit_over_limit():
+    """Over max_connections_per_ip on an implicit TLS port: closed at
+    once, unread (a 421 there would wait for a handshake)."""
+    with relayd(["", "tls=implicit"], TLS_CONF +
+                "max_connections_per_ip = 1;") as r:
+        # The start-up probe's connection must be gone first.
+        gh.wait(lambda: r.log_text().count(" closed: ") >= 1, 3)
+        time.sleep(0.3)
+        held = socket.create_connection(("127.0.0.1", r.ports[1]))
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", r.ports[1]))
+        extra.settimeout(5)
+        t = time.time()
+        try:
+            got = extra.recv(100)
+        except OSError:
+            got = b"?"
+        R.check("implicit TLS over the limit: closed at once, no reply",
+                got == b"" and time.time() - t < 3,
+                "%r after %.1f s" % (got, time.time() - t))
+        R.check("implicit TLS over the limit: logged",
+                "closed without a reply" in r.log_text(),
+                r.log_text()[-800:])
+        extra.close()
+        held.close()
+
+
 def main():
     make_cert(CERT, KEY)
     make_cert(CERT2, KEY2, "other.test")
@@ -777,6 +804,7 @@ def main():
     make_cert(CERT, KEY)	# test_reload left other.test there
     test_sni()
     test_client_cert()
+    test_implicit_over_limit()
     return R.done()
 
 

@@ -358,11 +358,30 @@ fill_defaults(struct spoolq_env *e)
 	return 0;
 }
 
+/*
+ * The trailer in the file's last want octets t: the last "GHEND " there.
+ * The message before it may end in any octet, NUL included, and without
+ * a line break (BDAT), so no string function may look for it; a
+ * "GHEND " in the message comes before the real one, and a forged one
+ * fails the length and checksum checks.
+ */
+static const char *
+trailer_find(const char *t, size_t want)
+{
+	size_t i;
+
+	for (i = want >= 6 ? want - 6 : 0; i-- > 0;)
+		if (memcmp(t + i, "GHEND ", 6) == 0)
+			return t + i;
+	return NULL;
+}
+
 /* Check the trailer and the checksum of the whole file. */
 static int
 verify(int fd, off_t size, char *why, size_t whylen)
 {
-	char t[TRAILER_MAX + 1], buf[65536], *nl;
+	char t[TRAILER_MAX + 1], buf[65536];
+	const char *tr;
 	unsigned crc;
 	unsigned long long len;
 	uint32_t c = 0;
@@ -382,12 +401,12 @@ verify(int fd, off_t size, char *why, size_t whylen)
 		return -1;
 	}
 	t[want - 1] = '\0';
-	if ((nl = strrchr(t, '\n')) == NULL || strncmp(nl + 1, "GHEND ", 6)
-	    != 0 || sscanf(nl + 7, "%8x %llu", &crc, &len) != 2) {
+	if ((tr = trailer_find(t, want - 1)) == NULL ||
+	    sscanf(tr + 6, "%8x %llu", &crc, &len) != 2) {
 		why_set(why, whylen, "torn: no end marker");
 		return -1;
 	}
-	tstart = size - (off_t)(want - (size_t)(nl + 1 - t));
+	tstart = size - (off_t)(want - (size_t)(tr - t));
 	if ((off_t)len != tstart) {
 		why_set(why, whylen, "torn: length %llu, marker at %lld", len,
 			(long long)tstart);
@@ -484,15 +503,13 @@ spoolq_load(int fd, struct spoolq_env *e, int do_verify, char *why,
 		char t[TRAILER_MAX + 1];
 		size_t want = st.st_size < TRAILER_MAX ? (size_t)st.st_size :
 		    TRAILER_MAX;
-		char *tl;
+		const char *tl;
 
 		/* verify() checked the trailer: find where it starts. */
 		if (pread(fd, t, want, st.st_size - (off_t)want) !=
-		    (ssize_t)want)
+		    (ssize_t)want || (tl = trailer_find(t, want - 1)) == NULL)
 			goto out;
-		t[want - 1] = '\0';
-		tl = strrchr(t, '\n');
-		e->msg_len = st.st_size - (off_t)(want - (size_t)(tl + 1 - t)) -
+		e->msg_len = st.st_size - (off_t)(want - (size_t)(tl - t)) -
 		    end;
 		if (e->msg_len < 0) {
 			why_set(why, whylen, "torn: message before envelope "

@@ -14,6 +14,8 @@ outcome that cannot be written is kept and written later, never
 delivered again to the recipients that have it; a hop refusing the first
 recipient of every transaction: each bounces with its own reply; the
 bounce of an SMTPUTF8 8-bit message keeps SMTPUTF8 and BODY=8BITMIME;
+messages ending without a line break or with a NUL near the end are
+found whole after a restart;
 relayd -q count,
 list, hold, delete, flush DOMAIN, release; SIGHUP flushes.
 """
@@ -372,6 +374,51 @@ try:
             "SMTPUTF8" in sink.messages[0]["mail"] and
             "BODY=8BITMIME" in sink.messages[0]["mail"],
             repr([m["mail"] for m in sink.messages]))
+finally:
+    r.stop()
+    sink.stop()
+
+# --- 7e. messages whose last octets are no line: found again after a restart
+# A BDAT message without a final line break, and one with a NUL near its
+# end, wait for a retry; the restarted relayd must find their trailers
+# (a string search stopped at the NUL or wanted a line break) and
+# deliver them, not call them damaged.
+spool = gh.tmpdir("gh-spool-")
+r = relayd(spool, gh.free_port())       # no hop: they wait
+try:
+    c = gh.Client(r.port)
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.cmd("MAIL FROM:<a@x.test>")
+    c.cmd("RCPT TO:<bdat@y.test>")
+    body = b"Subject: bdat\r\n\r\nno final line end"
+    c.send(b"BDAT %d LAST\r\n" % len(body) + body)
+    code1, _ = c.reply()
+    c.cmd("MAIL FROM:<a@x.test>")
+    c.cmd("RCPT TO:<nul@y.test>")
+    c.cmd("DATA")
+    c.send(b"Subject: nul\r\n\r\na NUL \x00 near the end\r\n.\r\n")
+    code2, _ = c.reply()
+    c.close()
+    R.check("odd endings: both accepted", (code1, code2) == (250, 250),
+            repr((code1, code2)))
+    R.check("odd endings: both wait in the queue",
+            gh.wait(lambda: len(gh.queue_files(spool)) == 2 and
+                    r.log_text().count("deferred for 1 recipients") >= 2),
+            repr(gh.queue_files(spool)))
+finally:
+    r.stop()
+sink = smtpsink.Sink()
+r = relayd(spool, sink.port)
+try:
+    R.check("odd endings: delivered after a restart",
+            sink.wait_messages(2, 10) and
+            sorted(m["rcpts"][0] for m in sink.messages) ==
+            ["bdat@y.test", "nul@y.test"],
+            repr([m["rcpts"] for m in sink.messages]))
+    R.check("odd endings: nothing called damaged",
+            gh.queue_files(spool, "corrupt") == [] and
+            "damaged" not in r.log_text(), r.log_text()[-1000:])
 finally:
     r.stop()
     sink.stop()

@@ -1118,19 +1118,62 @@ queue_done(void *arg, const struct gh_outcome *o)
 	run_chain(s, &proto, queue_ok_done);
 }
 
+/* Can the client's HELO text stand as the Received header's
+ * From-domain (RFC 5321 4.4): a domain or an address literal? */
+static int
+helo_is_domain(const char *h)
+{
+	size_t n = strlen(h);
+
+	if (n > 2 && h[0] == '[' && h[n - 1] == ']')
+		return strcspn(h, " \t()\\\"[]") == 0 &&
+		    strcspn(h + 1, " \t()\\\"[]") == n - 2;
+	return gh_domain_valid(h);
+}
+
+/* Text for a comment: control octets escaped (gh_sanitize), and the
+ * octets that would end or nest it quoted (RFC 5322 3.2.2). */
+static void
+comment_text(char *dst, size_t n, const char *src)
+{
+	char clean[HELO_MAX * 4 + 8];
+	size_t i, o = 0;
+
+	gh_sanitize(clean, sizeof(clean), src, strlen(src));
+	for (i = 0; clean[i] != '\0' && o + 2 < n; i++) {
+		if (clean[i] == '(' || clean[i] == ')' || clean[i] == '\\')
+			dst[o++] = '\\';
+		dst[o++] = clean[i];
+	}
+	dst[o] = '\0';
+}
+
 static void
 add_received(struct session *s)
 {
 	struct gh_conn *c = s->conn;
 	struct gh_txn *t = c->txn;
-	char helo[HELO_MAX * 4 + 8], date[64], rcpt[600] = "", tls[1400];
+	char helo[HELO_MAX * 8 + 16], date[64], rcpt[600] = "", tls[1400];
+	char from[HELO_MAX * 4 + 8];
 	const char *proto;
 	time_t now = time(NULL);
 	struct tm tm;
 
-	/* The HELO name is the client's text: never raw in a header. */
-	gh_sanitize(helo, sizeof(helo), c->helo ? c->helo : "unknown",
-		    strlen(c->helo ? c->helo : "unknown"));
+	/* The HELO name is the client's text: the From-domain when it is a
+	 * domain or a literal, else "unknown" with the text in the comment,
+	 * where it cannot pass for another clause. */
+	helo[0] = '\0';
+	if (c->helo != NULL && helo_is_domain(c->helo)) {
+		snprintf(from, sizeof(from), "%s", c->helo);
+	} else {
+		snprintf(from, sizeof(from), "unknown");
+		if (c->helo != NULL) {
+			char text[HELO_MAX * 8 + 8];
+
+			comment_text(text, sizeof(text), c->helo);
+			snprintf(helo, sizeof(helo), " helo=%s", text);
+		}
+	}
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
 	if (t->nrcpts == 1)
@@ -1140,10 +1183,12 @@ add_received(struct session *s)
 	proto = c->esmtp ? (c->tls ? (c->auth_user ? "ESMTPSA" : "ESMTPS") :
 	    (c->auth_user ? "ESMTPA" : "ESMTP")) : "SMTP";
 	tls_received(c->notes, tls, sizeof(tls));
+	/* TCP-info: an IPv6 address literal is tagged (RFC 5321 4.1.3). */
 	gh_header_insert(t, 0, "Received", gh_psprintf(t->pool,
-	    "from %s (%s [%s])%s\r\n\tby %s (gatehouse relayd) with %s id "
-	    "%s%s;\r\n\t%s", helo, c->rdns ? c->rdns : "unknown",
-	    c->remote_ip, tls, s->srv->hostname, proto, t->id, rcpt, date));
+	    "from %s (%s [%s%s]%s)%s\r\n\tby %s (gatehouse relayd) with %s id "
+	    "%s%s;\r\n\t%s", from, c->rdns ? c->rdns : "unknown",
+	    strchr(c->remote_ip, ':') != NULL ? "IPv6:" : "", c->remote_ip,
+	    helo, tls, s->srv->hostname, proto, t->id, rcpt, date));
 }
 
 static void

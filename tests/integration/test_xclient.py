@@ -134,9 +134,19 @@ code, lines = c.cmd("XCLIENT LOGIN=alice HELO=x+3Dy.test PROTO=ESMTP")
 R.check("XCLIENT LOGIN and xtext HELO: 220", code == 220, repr(lines))
 R.check("message after XCLIENT LOGIN", message(c, "xclient login"))
 rec = received_of("xclient login")
-R.check("Received: xtext decoded, ESMTPA for LOGIN, ADDR kept",
-        "from x=y.test (unknown [127.0.0.8])" in rec and
+R.check("Received: xtext decoded (no domain: in the comment), ESMTPA "
+        "for LOGIN, ADDR kept",
+        "from unknown (unknown [127.0.0.8] helo=x=y.test)" in rec and
         "with ESMTPA id" in rec, rec)
+# An IPv6 client's literal in Received carries its tag (RFC 5321 4.1.3).
+code, lines = c.cmd("XCLIENT ADDR=IPV6:fd00::25")
+R.check("XCLIENT ADDR=IPV6 outside the denied net: 220", code == 220,
+        repr(lines))
+c.cmd("EHLO v6.test")
+R.check("message from an IPv6 client", message(c, "xclient v6"))
+rec = received_of("xclient v6")
+R.check("Received: IPv6 literal tagged", "[IPv6:fd00::25]" in rec,
+        rec)
 R.check("XCLIENT LOGIN logged as AUTH logs its user",
         "HELO=x=y.test LOGIN=alice PROTO=ESMTP" in r.log_text())
 # A second XCLIENT in the same session, to a refused address.

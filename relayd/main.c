@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -271,6 +272,32 @@ listen_on(const char *spec, char *err, size_t errlen)
 }
 
 /* Open the listeners of l, reusing those of old that it shares. */
+/*
+ * A worker may hold max_connections sessions, each a descriptor (two
+ * when it forwards), beside its plugins', DNS and spool files: the usual
+ * soft limit of 1024 is below what the default 1000 needs.  Raised to
+ * the hard limit; a warning when even that looks short.
+ */
+static void
+nofile_raise(long long max_connections)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)max_connections * 2 + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+		gh_log(GH_LOG_WARN, "open files limit %llu is low for "
+		       "max_connections %lld (about %llu wanted): raise it "
+		       "(ulimit -n, LimitNOFILE=)",
+		       (unsigned long long)rl.rlim_cur, max_connections,
+		       (unsigned long long)want);
+}
+
 static int
 listeners_open(struct server *srv, const struct relayd_conf *conf,
 	       const struct server *old, char *err, size_t errlen)
@@ -1228,6 +1255,7 @@ main(int argc, char **argv)
 	if (realpath(path, abspath) != NULL)
 		path = abspath;
 	gh_log_init("relayd", m.cur.log.level, m.cur.log.syslog);
+	nofile_raise(m.cur.conf.max_connections);
 	m.path = path;
 	m.srv.conf = &m.cur.conf;
 	m.srv.dns = &m.cur.dns;

@@ -138,6 +138,7 @@ struct server {
 	unsigned long nsessions;
 	int draining;
 	struct event *drain_timer;
+	struct event *accept_pause;	/* out of descriptors: accept later */
 };
 
 int server_run(struct server *srv);

@@ -584,6 +584,46 @@ proxy_accept(struct server *srv, const struct listener *lst, int fd,
 
 /* ------------------------------------------------------------------ */
 
+/* The pause is over: listen again (unless draining meanwhile). */
+static void
+accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < srv->nlisten && !srv->draining; i++)
+		if (srv->listen_ev[i] != NULL)
+			event_add(srv->listen_ev[i], NULL);
+}
+
+/*
+ * accept(2) failed for want of a resource (descriptors, buffers): the
+ * pending connection stays in the backlog, so the listening socket stays
+ * readable and a level-triggered event would fire again at once, a busy
+ * loop that floods the log.  Stop listening for a second, say so once.
+ */
+static void
+accept_starved(struct server *srv, int err)
+{
+	struct timeval tv = { 1, 0 };
+	size_t i;
+
+	if (srv->accept_pause == NULL &&
+	    (srv->accept_pause = evtimer_new(srv->base, accept_resume,
+	    srv)) == NULL)
+		return;
+	if (evtimer_pending(srv->accept_pause, NULL))
+		return;
+	gh_log(GH_LOG_WARN, "accept: %s: not accepting for 1 s (%lu "
+	       "sessions open)", strerror(err), srv->nsessions);
+	for (i = 0; i < srv->nlisten; i++)
+		if (srv->listen_ev[i] != NULL)
+			event_del(srv->listen_ev[i]);
+	evtimer_add(srv->accept_pause, &tv);
+}
+
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
@@ -605,7 +645,10 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_starved(srv, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR && errno != ECONNABORTED)
 				gh_log(GH_LOG_WARN, "accept: %s",
 				       strerror(errno));
@@ -717,6 +760,8 @@ server_run(struct server *srv)
 	event_free(term);
 	if (srv->drain_timer != NULL)
 		event_free(srv->drain_timer);
+	if (srv->accept_pause != NULL)
+		event_free(srv->accept_pause);
 	gh_runtime_free(srv->rt);
 	gh_dns_stop(srv->base);
 	return 0;

@@ -12,6 +12,8 @@ and the per-address limit holds.
 2. max_connections_per_ip = 5: five sessions from 127.0.0.1 are served,
    the sixth gets 421 4.7.0 and is closed; 127.0.0.2 is still served;
    when one of the five leaves, 127.0.0.1 is served again.
+3. A worker at its open files limit pauses accepting (one warning a
+   second), does not spin, and serves again once descriptors free.
 
 The test raises its own RLIMIT_NOFILE (relayd inherits it).
 """
@@ -19,6 +21,7 @@ import os
 import resource
 import select
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -204,9 +207,59 @@ def per_ip_test():
         r.stop()
 
 
+def out_of_descriptors_test():
+    """At its open files limit a worker pauses accepting instead of
+    spinning on accept(2) and logging every turn; it serves again when
+    descriptors free."""
+    def low():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+    r = gh.Relayd("max_connections_per_ip = 0;", BODY, workers=1,
+                  log_level="info")
+    r.logf = open(r.log, "w")
+    r.proc = subprocess.Popen([gh.RELAYD, "-c", r.conf], stdout=r.logf,
+                              stderr=r.logf, preexec_fn=low)
+    socks = []
+    try:
+        gh.wait_port("127.0.0.1", r.port, proc=r.proc)
+        time.sleep(0.3)
+        worker = gh.children(r.proc.pid)[0]
+        for _ in range(60):
+            socks.append(socket.create_connection(("127.0.0.1", r.port)))
+
+        def cpu():
+            with open("/proc/%d/stat" % worker) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        time.sleep(0.5)
+        c0 = cpu()
+        time.sleep(2)
+        used = cpu() - c0
+        text = r.log_text()
+        R.check("out of descriptors: the worker does not spin",
+                used < 50, "%d CPU ticks in 2 s" % used)
+        R.check("out of descriptors: said once a pause, not every turn",
+                0 < text.count("not accepting for 1 s") < 10 and
+                text.count("accept: ") < 10, "%d accept lines" %
+                text.count("accept: "))
+        R.check("a low open files limit is warned about at start",
+                "open files limit 40 is low" in text, text[-1500:])
+        for s in socks:
+            s.close()
+        socks = []
+        time.sleep(1.5)
+        took, code = transaction(r.port)
+        R.check("out of descriptors: served again once they free",
+                code == 250, "reply %r" % code)
+    finally:
+        for s in socks:
+            s.close()
+        r.stop()
+
+
 def main():
     flood_test()
     per_ip_test()
+    out_of_descriptors_test()
     return R.done()
 
 

@@ -351,7 +351,7 @@ set_string(const struct gh_directive *d, void *conf, const config_setting_t *s,
  */
 static int
 strlist_read(struct gh_strlist *out, const config_setting_t *s,
-    long long max, struct gh_pool *pool, struct why *w)
+    long long min, long long max, struct gh_pool *pool, struct why *w)
 {
 	const config_setting_t *e;
 	const char **v;
@@ -374,6 +374,11 @@ strlist_read(struct gh_strlist *out, const config_setting_t *s,
 	}
 	if (max > 0 && n > (unsigned long long)max) {
 		why_set(w, s, "too many values (%zu, at most %lld)", n, max);
+		return -1;
+	}
+	if (min > 0 && n < (unsigned long long)min) {
+		why_set(w, s, "needs at least %lld value%s", min,
+			min == 1 ? "" : "s");
 		return -1;
 	}
 	v = gh_palloc(pool, (n + 1) * sizeof(*v));
@@ -424,7 +429,8 @@ dir_set(const struct gh_directive *d, void *conf, const config_setting_t *s,
 	case GH_DT_STRING:
 		return set_string(d, conf, s, pool, w);
 	case GH_DT_STRLIST:
-		return strlist_read(field(conf, d), s, d->max, pool, w);
+		return strlist_read(field(conf, d), s, d->min, d->max, pool,
+				    w);
 	case GH_DT_ENUM:
 		return set_enum(d, conf, s, w);
 	}
@@ -734,7 +740,7 @@ plugins_read(struct gh_config *cfg, const config_setting_t *root,
 
 	if ((s = config_setting_get_member(root, "plugins")) == NULL)
 		return 0;
-	if (strlist_read(&names, s, 0, cfg->pool, &w) == -1) {
+	if (strlist_read(&names, s, 0, 0, cfg->pool, &w) == -1) {
 		err_at(err, errlen, file, w.at, "plugins: %s", w.text);
 		return -1;
 	}

@@ -189,6 +189,9 @@ many = ",\n".join('    "127.0.0.1:%d"' % (2000 + i) for i in range(33))
 broken("too many listeners",
        'relayd = {\n  listen = [\n%s\n  ];\n};\n' % many, 2,
        "relayd.listen: too many values (33, at most 32)")
+broken("no listener",
+       'relayd = {\n  listen = [ ];\n};\n', 2,
+       "relayd.listen: needs at least 1 value")
 missing = os.path.join(TMP, "missing.conf")
 rc, out, err = run("-t", "-c", missing)
 R.check("missing file: exit 2", rc == 2, str(rc))

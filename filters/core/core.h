@@ -192,6 +192,10 @@ struct gh_message_limits {
 	const char *tmpdir;
 };
 
+/* A header field name: 1*ftext, printable ASCII but ':' (RFC 5322
+ * 3.6.8).  For names taken from the configuration. */
+int gh_header_name_valid(const char *name);
+
 enum gh_msg_status {
 	GH_MSG_OK = 0,
 	GH_MSG_HEADER_TOO_BIG,	/* a bound of the header block was hit */

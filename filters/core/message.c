@@ -204,6 +204,17 @@ is_ftext(unsigned char c)
 	return c >= 33 && c <= 126 && c != ':';
 }
 
+int
+gh_header_name_valid(const char *name)
+{
+	if (*name == '\0')
+		return 0;
+	for (; *name != '\0'; name++)
+		if (!is_ftext((unsigned char)*name))
+			return 0;
+	return 1;
+}
+
 static int
 is_wsp(unsigned char c)
 {

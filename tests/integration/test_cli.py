@@ -189,6 +189,10 @@ many = ",\n".join('    "127.0.0.1:%d"' % (2000 + i) for i in range(33))
 broken("too many listeners",
        'relayd = {\n  listen = [\n%s\n  ];\n};\n' % many, 2,
        "relayd.listen: too many values (33, at most 32)")
+broken("trace header not a field name",
+       'relayd = {\n  trace_header = "X Gatehouse Trace";\n};\n', None,
+       "relayd.trace_header: \"X Gatehouse Trace\" is not a header field "
+       "name")
 broken("no listener",
        'relayd = {\n  listen = [ ];\n};\n', 2,
        "relayd.listen: needs at least 1 value")

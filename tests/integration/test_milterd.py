@@ -198,6 +198,14 @@ def command_line():
                        text=True)
     R.check("-t: a fail_action outside its choices exits 2",
             p.returncode == 2, p.stderr)
+    with open(bad, "w") as f:
+        f.write('milterd = { socket = "inet:1@127.0.0.1"; '
+                'trace_header = "X Gatehouse: Trace"; };\n')
+    p = subprocess.run([MILTERD, "-t", "-c", bad], capture_output=True,
+                       text=True)
+    R.check("-t: a trace_header that is no field name exits 2",
+            p.returncode == 2 and "milterd.trace_header" in p.stderr and
+            "not a header field name" in p.stderr, p.stderr)
     shutil.rmtree(d, ignore_errors=True)
     sample = os.path.join(gh.SRCDIR, "conf", "milterd.conf")
     p = subprocess.run([MILTERD, "-t", "-c", sample], capture_output=True,

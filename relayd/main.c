@@ -20,6 +20,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -741,10 +742,11 @@ master_free_share(const struct master *m, int want)
 	return 0;
 }
 
-static void
+static int
 master_fill(struct master *m)
 {
 	int i, want = nworkers(&m->cur.conf), have = 0;
+	pid_t pid;
 
 	for (i = 0; i < MAX_WORKERS * 2; i++)
 		if (m->w[i].pid > 0 && m->w[i].gen == m->gen)
@@ -760,13 +762,17 @@ master_fill(struct master *m)
 		 * replacement (the spool plugin, filters/spool.c). */
 		m->srv.share = master_free_share(m, want);
 		m->srv.nshares = want;
+		/* A fork that fails (EAGAIN, ENOMEM) fails the same way for
+		 * the next slot: master_run tries again in a second. */
+		if ((pid = worker_spawn(&m->srv)) < 0)
+			break;
 		m->w[i].share = m->srv.share;
-		m->w[i].pid = worker_spawn(&m->srv);
+		m->w[i].pid = pid;
 		m->w[i].gen = m->gen;
 		m->w[i].started = time(NULL);
-		if (m->w[i].pid > 0)
-			have++;
+		have++;
 	}
+	return want - have;
 }
 
 static void
@@ -883,6 +889,8 @@ master_run(struct master *m)
 {
 	struct sigaction sa;
 	sigset_t block, old;
+	struct timespec retry = { 1, 0 };
+	int missing;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -898,21 +906,24 @@ master_run(struct master *m)
 	sigaddset(&block, SIGHUP);
 	sigaddset(&block, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &block, &old);
-	master_fill(m);
-	gh_log(GH_LOG_INFO, "relayd %s started: %d workers on %s%s",
-	       PACKAGE_VERSION, nworkers(&m->cur.conf),
+	missing = master_fill(m);
+	gh_log(missing > 0 ? GH_LOG_WARN : GH_LOG_INFO, "relayd %s started: "
+	       "%d of %d workers on %s%s", PACKAGE_VERSION,
+	       nworkers(&m->cur.conf) - missing, nworkers(&m->cur.conf),
 	       m->cur.conf.listen.v[0], m->cur.conf.listen.n > 1 ? ", ..." : "");
 	for (;;) {
-		/* Signals are only taken here, so the flags never race. */
+		/* Signals are only taken here, so the flags never race; with
+		 * workers missing (a fork failed), a second at most. */
 		if (!got_term && !got_hup && !got_chld)
-			sigsuspend(&old);
+			(void)ppoll(NULL, 0, missing > 0 && !m->stopping ?
+			    &retry : NULL, &old);
 		if (got_chld) {
 			got_chld = 0;
 			if (master_reap(m) == 0 && m->stopping)
 				break;
-			if (!m->stopping)
-				master_fill(m);
 		}
+		if (!m->stopping)
+			missing = master_fill(m);
 		if (got_hup) {
 			got_hup = 0;
 			if (!m->stopping)

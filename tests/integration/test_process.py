@@ -378,4 +378,69 @@ with r:
     R.check("the first relayd is unharmed",
             (greeting(p1) or "").startswith("220 mx.test"))
 
+
+# A fork that fails (the process limit) is tried again every second, not
+# only when another worker exits.  relayd runs as nobody under a process
+# limit that a sleeping nobody process fills; when it ends, the master's
+# next try succeeds.
+def nobody_procs():
+    n = 0
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and uid(int(pid)) == 65534:
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+          "--"]
+d = tempfile.mkdtemp(prefix="gh-nofork-")
+os.chmod(d, 0o755)
+port = gh.free_port()
+conf = os.path.join(d, "relayd.conf")
+with open(conf, "w") as f:
+    f.write('relayd = { hostname = "mx.test"; listen = [ "127.0.0.1:%d" ]; '
+            'workers = 1; };\nlog = { level = "info"; };\nplugins = [ ];\n'
+            'dns = { servers = [ "127.0.0.1:9" ]; rdns = false; };\n' % port)
+os.chmod(conf, 0o644)
+filler = subprocess.Popen(NOBODY + ["sleep", "60"])
+wait_for(lambda: uid(filler.pid) == 65534, 5)
+limit = nobody_procs() + 1      # the master, and no worker
+
+
+def nproc_limit():
+    import resource
+    resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+
+
+logpath = os.path.join(d, "log")
+logf = open(logpath, "w")
+master = subprocess.Popen(NOBODY + [gh.RELAYD, "-c", conf], stdout=logf,
+                          stderr=logf, preexec_fn=nproc_limit)
+try:
+    R.check("no fork possible: the master says so",
+            wait_for(lambda: "started: 0 of 1 workers" in
+                     open(logpath).read(), 10),
+            open(logpath).read()[-800:])
+    filler.kill()
+    filler.wait()
+    R.check("a process slot frees: the worker starts within seconds",
+            wait_for(lambda: len(children(master.pid)) == 1, 6),
+            open(logpath).read()[-800:])
+    R.check("... and serves", (greeting(port) or "").startswith(
+        "220 mx.test"), open(logpath).read()[-800:])
+finally:
+    if filler.poll() is None:
+        filler.kill()
+        filler.wait()
+    master.send_signal(signal.SIGTERM)
+    try:
+        master.wait(20)
+    except subprocess.TimeoutExpired:
+        master.kill()
+        master.wait()
+    logf.close()
+
 sys.exit(R.done())

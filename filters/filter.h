@@ -289,6 +289,8 @@ struct gh_conn {
 /* Edits a plugin asks for; relayd applies them to what it queues,
  * milterd hands them to the MTA at end of message. */
 void gh_header_add(struct gh_txn *t, const char *name, const char *value);
+/* Insert before the idx-th (0-based) header as received; an idx past
+ * the last one appends, in both hosts. */
 void gh_header_insert(struct gh_txn *t, size_t idx, const char *name,
 		      const char *value);
 /* Change (value != NULL) or delete (value == NULL) the nth (1-based)

@@ -199,9 +199,11 @@ put_rebuilt_headers(struct out_ctx *o, const struct gh_txn *t)
 	int rc;
 
 	for (i = 0; i <= n; i++) {
+		/* An index past the last header appends, as
+		 * smfi_insheader does in milterd: never dropped. */
 		for (e = t->edits; e != NULL; e = e->next)
 			if (e->kind == GH_EDIT_HDR_INSERT && e->idx > 0 &&
-			    e->idx == i &&
+			    (e->idx == i || (i == n && e->idx > n)) &&
 			    (rc = put_header(o, e->name, e->value)) != 0)
 				return rc;
 		if (i < n) {

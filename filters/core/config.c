@@ -259,7 +259,7 @@ int_wrapped(const config_setting_t *s, const char *file, long long *v,
 {
 	const char *name = config_setting_name(s), *p;
 	char path[1024], buf[4096], *end;
-	unsigned line = config_setting_source_line(s), n = 0;
+	unsigned line = config_setting_source_line(s), n = 0, more = 0;
 	size_t len;
 	FILE *fp;
 	long long x;
@@ -270,9 +270,20 @@ int_wrapped(const config_setting_t *s, const char *file, long long *v,
 		return 0;
 	while (n < line && fgets(buf, sizeof(buf), fp) != NULL)
 		n++;
+	/* The "=" or the value may follow on the next lines: a few of them
+	 * are joined on, line breaks as spaces. */
+	len = n == line ? strlen(buf) : 0;
+	while (n == line && len + 1 < sizeof(buf) && more < 4 &&
+	       fgets(buf + len, (int)(sizeof(buf) - len), fp) != NULL) {
+		more++;
+		len = strlen(buf);
+	}
 	fclose(fp);
 	if (n != line)
 		return 0;
+	for (end = buf; *end != '\0'; end++)
+		if (*end == '\n' || *end == '\r')
+			*end = ' ';
 	len = strlen(name);
 	for (p = strstr(buf, name); p != NULL; p = strstr(p + 1, name)) {
 		if (p > buf && (isalnum((unsigned char)p[-1]) || p[-1] == '_' ||

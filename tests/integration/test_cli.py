@@ -161,6 +161,12 @@ broken("wrapped integer, colon",
        'relayd = {\n  hostname = "mx.test";\n  max_connections: '
        '-4294967295;\n};\n', 3,
        "relayd.max_connections: value -4294967295 is out of range")
+broken("wrapped integer, value on the next line",
+       'relayd = {\n  max_connections =\n    4294967297;\n};\n', 2,
+       "relayd.max_connections: value 4294967297 is out of range 1..1000000")
+broken("wrapped integer, = on the next line",
+       'relayd = {\n  max_connections\n    = 4294967297;\n};\n', 2,
+       "relayd.max_connections: value 4294967297 is out of range 1..1000000")
 broken("integer past 64 bits",
        'relayd = {\n  workers = 99999999999999999999;\n};\n', 2,
        "relayd.workers: value 99999999999999999999 is out of range")

@@ -44,6 +44,7 @@ struct conn_slot {
 struct conn_ticket {
 	int used;
 	unsigned char key[16];
+	long slot;			/* the slot counted in, or -1 */
 };
 
 struct conn_table {
@@ -158,15 +159,45 @@ slot_find(struct conn_table *t, const unsigned char key[16], int create)
 	return NULL;
 }
 
+/* Leave the slot that was counted in, by its index: looked up again by
+ * address it may since be another address's (a slot whose count was 0
+ * is reused), and the count would be taken from the wrong one. */
 static void
-count_leave(struct conn_table *t, const unsigned char key[16])
+count_leave(struct conn_table *t, long slot)
 {
 	struct conn_slot *s;
 
 	__atomic_sub_fetch(&t->total, 1, __ATOMIC_ACQ_REL);
-	s = slot_find(t, key, 0);
-	if (s != NULL && __atomic_load_n(&s->count, __ATOMIC_ACQUIRE) > 0)
+	if (slot < 0)
+		return;
+	s = &t->slots[slot];
+	if (__atomic_load_n(&s->count, __ATOMIC_ACQUIRE) > 0)
 		__atomic_sub_fetch(&s->count, 1, __ATOMIC_ACQ_REL);
+}
+
+/*
+ * Count one more connection of key in its slot.  Between finding a slot
+ * and counting in it, another worker may reuse it for another address
+ * (its count was 0): the count is then checked to have landed on key's
+ * slot, and taken back and tried again if not.  NULL when no slot can
+ * be had (the table is full: the total limit still holds).
+ */
+static struct conn_slot *
+count_enter(struct conn_table *t, const unsigned char key[16], int *count)
+{
+	struct conn_slot *s;
+	int tries;
+
+	for (tries = 0; tries < 8; tries++) {
+		if ((s = slot_find(t, key, 1)) == NULL)
+			return NULL;
+		*count = __atomic_add_fetch(&s->count, 1, __ATOMIC_ACQ_REL);
+		if (__atomic_load_n(&s->used, __ATOMIC_ACQUIRE) == 2 &&
+		    memcmp(s->key, key, 16) == 0)
+			return s;
+		__atomic_sub_fetch(&s->count, 1, __ATOMIC_ACQ_REL);
+	}
+	return NULL;
 }
 
 static struct conn_ticket *
@@ -193,7 +224,8 @@ conn_table_enter(struct conn_table *t, int worker, const struct sockaddr *sa,
 {
 	unsigned char key[16];
 	struct conn_slot *s;
-	int ticket;
+	struct conn_ticket *k;
+	int ticket, count;
 
 	addr_key(sa, key);
 	if (ticket_take(t, worker, key, &ticket) == NULL)
@@ -203,13 +235,14 @@ conn_table_enter(struct conn_table *t, int worker, const struct sockaddr *sa,
 		t->tickets[(size_t)worker * t->per_worker + ticket].used = 0;
 		return -1;
 	}
-	s = slot_find(t, key, 1);
-	if (s == NULL)
+	k = &t->tickets[(size_t)worker * t->per_worker + ticket];
+	k->slot = -1;
+	if ((s = count_enter(t, key, &count)) == NULL)
 		return ticket;	/* table full: the total limit still holds */
-	if (__atomic_add_fetch(&s->count, 1, __ATOMIC_ACQ_REL) > max_per_ip &&
-	    max_per_ip > 0) {
-		count_leave(t, key);
-		t->tickets[(size_t)worker * t->per_worker + ticket].used = 0;
+	k->slot = (long)(s - t->slots);
+	if (max_per_ip > 0 && count > max_per_ip) {
+		count_leave(t, k->slot);
+		k->used = 0;
 		return -1;
 	}
 	return ticket;
@@ -223,7 +256,7 @@ conn_table_leave(struct conn_table *t, int worker, int ticket)
 
 	if (!k->used)
 		return;
-	count_leave(t, k->key);
+	count_leave(t, k->slot);
 	k->used = 0;
 }
 

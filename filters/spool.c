@@ -2071,6 +2071,24 @@ route_start(struct dlv *d)
 }
 
 /* The next destination with recipients to do, or the end. */
+/* The next hop as a DSN's Remote-MTA names it (RFC 3464 2.3.5, "dns;"
+ * and a host): its name, or its address as a literal (RFC 5321 4.1.3),
+ * no port; nothing for a Unix socket, which has no such name. */
+static void
+mta_name(char *dst, size_t n, const struct spool_conf *cf)
+{
+	unsigned char a[16];
+
+	if (cf->socket != NULL && cf->socket[0] != '\0')
+		dst[0] = '\0';
+	else if (inet_pton(AF_INET, cf->host, a) == 1)
+		snprintf(dst, n, "[%s]", cf->host);
+	else if (inet_pton(AF_INET6, cf->host, a) == 1)
+		snprintf(dst, n, "[IPv6:%s]", cf->host);
+	else
+		snprintf(dst, n, "%s", cf->host);
+}
+
 static void
 leg_next(struct dlv *d)
 {
@@ -2098,7 +2116,7 @@ leg_next(struct dlv *d)
 		d->nhosts = 0;
 		snprintf(d->hop, sizeof(d->hop), "%s",
 			 smtpc_pool_name(d->pool));
-		snprintf(d->mta, sizeof(d->mta), "%s", d->hop);
+		mta_name(d->mta, sizeof(d->mta), d->sp->cf);
 		dlv_send(d);
 		return;
 	}

@@ -138,6 +138,10 @@ try:
             R.check("Diagnostic-Code", rc[0].get("Diagnostic-Code", "")
                     .startswith("smtp; 550 5.1.1 no such user"),
                     repr(rc[0].get("Diagnostic-Code")))
+            # RFC 3464 2.3.5: a host, here an address literal, no port.
+            R.check("Remote-MTA names the next hop as a host",
+                    rc[0].get("Remote-MTA") == "dns; [127.0.0.1]",
+                    repr(rc[0].get("Remote-MTA")))
         R.check("original headers attached", "Message-ID: <m1@x.test>" in
                 str(hdrs) and "body" not in str(hdrs), repr(str(hdrs)))
         R.check("bounce from the null sender, auto-submitted",

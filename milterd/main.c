@@ -175,19 +175,6 @@ config_load(const char *path, struct gen *g, char *err, size_t errlen)
 	return cfg;
 }
 
-/* The trace header's name must be a field name (RFC 5322 3.6.8). */
-static int
-trace_header_ok(const char *name, const char *file, char *err,
-		size_t errlen)
-{
-	if (name == NULL || name[0] == '\0' || gh_header_name_valid(name))
-		return 0;
-	snprintf(err, errlen, "%s: milterd.trace_header: \"%s\" is not a "
-		 "header field name (printable ASCII, no space or colon: RFC "
-		 "5322 3.6.8)", file, name);
-	return -1;
-}
-
 static int
 socket_spec_ok(const char *s, char *err, size_t errlen)
 {
@@ -247,7 +234,8 @@ gen_load(const char *path, int threads, int *config_error, char *err,
 	}
 	if ((cfg = config_load(path, g, err, errlen)) == NULL ||
 	    socket_spec_ok(g->conf.socket, err, errlen) != 0 ||
-	    trace_header_ok(g->conf.trace_header, path, err, errlen) != 0) {
+	    gh_header_name_check(g->conf.trace_header, "milterd.trace_header",
+				 path, err, errlen) != 0) {
 		gh_config_free(cfg);
 		free(g);
 		return NULL;

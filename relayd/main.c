@@ -566,20 +566,6 @@ check_user(const struct relayd_conf *c, const char *file, char *err,
 	return -1;
 }
 
-/* The trace header's name goes into every message: one that is no
- * field name (a space, a colon) would turn the header block into body. */
-static int
-check_trace_header(const char *name, const char *group, const char *file,
-		   char *err, size_t errlen)
-{
-	if (name == NULL || name[0] == '\0' || gh_header_name_valid(name))
-		return 0;
-	snprintf(err, errlen, "%s: %s.trace_header: \"%s\" is not a header "
-		 "field name (printable ASCII, no space or colon: RFC 5322 "
-		 "3.6.8)", file, group, name);
-	return -1;
-}
-
 /* Start every plugin once, as a worker will, and throw it away. */
 static int
 check_runtime(const char *path, struct loaded *l, char *err, size_t errlen)
@@ -614,8 +600,10 @@ config_check(const char *path, struct loaded *l, char *err, size_t errlen)
 	if (check_nets(l, path, err, errlen) != 0 ||
 	    check_listen(l, path, err, errlen) != 0 ||
 	    check_user(&l->conf, path, err, errlen) != 0 ||
-	    check_trace_header(l->conf.trace_header, "relayd", path, err,
-			       errlen) != 0 ||
+	    /* The name goes into every message: a space or colon in it
+	     * would turn the header block into body. */
+	    gh_header_name_check(l->conf.trace_header, "relayd.trace_header",
+				 path, err, errlen) != 0 ||
 	    listeners_tls_load(&l->conf, path, err, errlen) != 0)
 		return -1;
 	if (check_runtime(path, l, err, errlen) != 0) {

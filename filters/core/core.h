@@ -192,9 +192,11 @@ struct gh_message_limits {
 	const char *tmpdir;
 };
 
-/* A header field name: 1*ftext, printable ASCII but ':' (RFC 5322
- * 3.6.8).  For names taken from the configuration. */
-int gh_header_name_valid(const char *name);
+/* A header field name from the configuration (what: "relayd.trace_header"
+ * and the like): "" or 1*ftext, printable ASCII but ':' (RFC 5322 3.6.8).
+ * 0, or -1 with err "FILE: WHAT: ... is not a header field name". */
+int gh_header_name_check(const char *name, const char *what,
+			 const char *file, char *err, size_t errlen);
 
 enum gh_msg_status {
 	GH_MSG_OK = 0,

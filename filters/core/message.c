@@ -205,14 +205,21 @@ is_ftext(unsigned char c)
 }
 
 int
-gh_header_name_valid(const char *name)
+gh_header_name_check(const char *name, const char *what, const char *file,
+		     char *err, size_t errlen)
 {
-	if (*name == '\0')
+	const char *p;
+
+	if (name == NULL)
 		return 0;
-	for (; *name != '\0'; name++)
-		if (!is_ftext((unsigned char)*name))
-			return 0;
-	return 1;
+	for (p = name; *p != '\0'; p++)
+		if (!is_ftext((unsigned char)*p)) {
+			snprintf(err, errlen, "%s: %s: \"%s\" is not a header "
+				 "field name (printable ASCII, no space or "
+				 "colon: RFC 5322 3.6.8)", file, what, name);
+			return -1;
+		}
+	return 0;
 }
 
 static int

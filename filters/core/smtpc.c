@@ -180,6 +180,22 @@ reply_local(struct smtpc_reply *r, int code, const char *enh,
 	vsnprintf(r->text, sizeof(r->text), fmt, ap);
 }
 
+/* A reply made up here, for whoever reports the failure. */
+static void reply_make(struct smtpc_reply *r, int code, const char *enh,
+		       const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+reply_make(struct smtpc_reply *r, int code, const char *enh,
+	   const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_local(r, code, enh, fmt, ap);
+	va_end(ap);
+}
+
 /* Reply text may be cut at the bound: it is a message to a person. */
 static void text_printf(char *dst, size_t n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -1311,13 +1327,8 @@ wait_expired(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	wait_dequeue(w);
-	memset(&r, 0, sizeof(r));
-	r.code = 451;
-	r.local = 1;
-	snprintf(r.enh, sizeof(r.enh), "4.4.1");
-	text_printf(r.text, sizeof(r.text), "no free connection to next hop "
-		    "%s within %llds", w->pool->name,
-		    w->pool->dest.data_timeout);
+	reply_make(&r, 451, "4.4.1", "no free connection to next hop %s "
+		   "within %llds", w->pool->name, w->pool->dest.data_timeout);
 	wait_finish(w, NULL, &r);
 }
 
@@ -1556,12 +1567,8 @@ smtpc_utf8_refused(const struct smtpc_conn *c, const struct gh_txn *t,
 		return 0;
 	/* RFC 6531 3.2: no SMTPUTF8 at the hop, so what needs it cannot
 	 * go there. */
-	memset(why, 0, sizeof(*why));
-	why->code = 550;
-	why->local = 1;
-	snprintf(why->enh, sizeof(why->enh), "5.6.7");
-	snprintf(why->text, sizeof(why->text), "next hop %s does not support "
-	    "SMTPUTF8", c->pool->name);
+	reply_make(why, 550, "5.6.7", "next hop %s does not support SMTPUTF8",
+		   c->pool->name);
 	return 1;
 }
 
